@@ -1,0 +1,43 @@
+// nexus-core: serves GET /api/health on 127.0.0.1:$API_PORT. Requires JWT_SECRET in the
+// environment or in <cwd>/.env (its value is never printed).
+import { createServer } from "node:http";
+
+import { loadEnvFile, portFromEnv } from "./env.js";
+
+function fail(message: string): never {
+	console.error(`nexus-core: ${message}`);
+	process.exit(1);
+}
+
+let port = 0;
+try {
+	loadEnvFile();
+	port = portFromEnv("API_PORT");
+} catch (err) {
+	fail((err as Error).message);
+}
+if (!process.env.JWT_SECRET) {
+	fail("JWT_SECRET is not set: set it in the environment or in .env in the working directory");
+}
+
+const server = createServer((req, res) => {
+	if (req.method === "GET" && req.url === "/api/health") {
+		res.writeHead(200, { "content-type": "application/json" });
+		res.end(JSON.stringify({ status: "ok" }));
+		return;
+	}
+	res.writeHead(404, { "content-type": "text/plain" });
+	res.end("not found\n");
+});
+server.on("error", (err) => fail(`serve on 127.0.0.1:${port}: ${err.message}`));
+server.listen(port, "127.0.0.1", () => {
+	console.log(`nexus-core: listening on http://127.0.0.1:${port}`);
+});
+
+function stop(signal: string) {
+	console.log(`nexus-core: ${signal} received, stopping`);
+	server.close(() => process.exit(0));
+	server.closeAllConnections();
+}
+process.on("SIGINT", () => stop("SIGINT"));
+process.on("SIGTERM", () => stop("SIGTERM"));
