@@ -229,7 +229,10 @@ func TestDialDaemonNotRunning(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitFor(t, 10*time.Second, func() bool {
-			_, err := Dial(t.Context(), d.home)
+			c, err := Dial(t.Context(), d.home)
+			if err == nil {
+				c.Close()
+			}
 			return errors.Is(err, syscall.ECONNREFUSED)
 		}, func() string { return "connection refused on the stale socket" })
 		_, err := Dial(t.Context(), d.home)
