@@ -1,7 +1,14 @@
 // Package config is the schema of setup.json: the original LivOS onboarding fields plus
-// the agent's own `agent` section. Load decodes strictly (unknown keys are errors), applies
-// defaults, then validates; every error names the JSON path, the bad value (secrets masked)
-// and what would be valid.
+// the agent's own `agent` section.
+//
+// Parse and Load start from Default, decode strictly (unknown keys and values of the wrong
+// JSON type are errors, reported all at once), then Validate. Every error is a *FieldError
+// that names the JSON path, the bad value and what would be valid; values of secret fields
+// (tagged `secret:"true"` below) are shown only as Mask would show them. A key that is
+// absent or null keeps its default; see DefaultTable for every default.
+//
+// Agent.Services holds only the user's overrides; ServiceSettings resolves a service's
+// probe, timings and memory limit with the defaults merged in.
 package config
 
 // ServiceNames are the five PM2 apps of a LivOS box, in the order they are shown.
@@ -9,6 +16,8 @@ var ServiceNames = []string{"livos", "nexus-core", "nexus-worker", "nexus-memory
 
 // Config is one setup.json file.
 type Config struct {
+	// Domain is the box's hostname (RFC 1123, no scheme, port or path) or "localhost".
+	// IP addresses are rejected: use localhost for a local-only install.
 	Domain   string    `json:"domain"`
 	UseHTTPS bool      `json:"useHttps"`
 	Telegram *Telegram `json:"telegram,omitempty"`
@@ -22,35 +31,41 @@ type Config struct {
 
 // Telegram configures the Telegram channel. BotToken is a secret.
 type Telegram struct {
-	BotToken string `json:"botToken"`
-	DMPolicy string `json:"dmPolicy"` // "open" or "pairing"
+	// BotToken is the token @BotFather gives: "<bot id digits>:<30 to 64 of A-Z a-z 0-9 _ ->".
+	BotToken string `json:"botToken" secret:"true"`
+	// DMPolicy is "open" or "pairing"; Parse sets "pairing" when the key is absent.
+	DMPolicy string `json:"dmPolicy"`
 }
 
 // Discord configures the Discord channel. BotToken is a secret.
 type Discord struct {
-	BotToken      string `json:"botToken"`
+	// BotToken is three dot-separated parts of A-Z a-z 0-9 _ -.
+	BotToken string `json:"botToken" secret:"true"`
+	// ApplicationID is the application's snowflake: 17 to 20 digits.
 	ApplicationID string `json:"applicationId"`
 }
 
-// Voice holds speech API keys (both secrets).
+// Voice holds speech API keys (both secrets). Either may be empty.
 type Voice struct {
-	DeepgramAPIKey string `json:"deepgramApiKey"`
-	CartesiaAPIKey string `json:"cartesiaApiKey"`
+	DeepgramAPIKey string `json:"deepgramApiKey" secret:"true"`
+	CartesiaAPIKey string `json:"cartesiaApiKey" secret:"true"`
 }
 
 // Gmail holds OAuth client credentials. ClientSecret is a secret.
 type Gmail struct {
+	// ClientID ends in ".apps.googleusercontent.com".
 	ClientID     string `json:"clientId"`
-	ClientSecret string `json:"clientSecret"`
+	ClientSecret string `json:"clientSecret" secret:"true"`
 }
 
-// Paths are the two source trees the agent sets up.
+// Paths are the two source trees the agent sets up: absolute, clean, different, and
+// neither inside the other.
 type Paths struct {
 	LivosBaseDir string `json:"livosBaseDir"` // default /opt/livos
 	NexusBaseDir string `json:"nexusBaseDir"` // default /opt/nexus
 }
 
-// Ports are the TCP ports of the services; no two may be equal.
+// Ports are the TCP ports of the services, each from 1 to 65535; no two may be equal.
 type Ports struct {
 	API    int `json:"api"`    // nexus-core, default 3200
 	MCP    int `json:"mcp"`    // nexus-mcp, default 3100
@@ -72,49 +87,57 @@ type Agent struct {
 	Metrics            Metrics `json:"metrics"`
 }
 
-// Preflight holds the minimums checked before onboarding.
+// Preflight holds the minimums checked before onboarding; each must be above 0.
 type Preflight struct {
 	MinNodeMajor int     `json:"minNodeMajor"` // default 22
 	MinDiskGB    float64 `json:"minDiskGB"`    // default 10
 	MinRAMGB     float64 `json:"minRamGB"`     // default 4
 }
 
-// Service is one service's supervision settings; zero fields take the defaults.
+// Service is one service's supervision settings; zero or absent fields take the defaults
+// (see ServiceSettings).
 type Service struct {
 	Probe         *Probe  `json:"probe,omitempty"`
 	Startup       *Timing `json:"startup,omitempty"`
 	Liveness      *Timing `json:"liveness,omitempty"`
 	Readiness     *Timing `json:"readiness,omitempty"`
-	MemoryLimitMB int     `json:"memoryLimitMB,omitempty"` // default 500
+	MemoryLimitMB int     `json:"memoryLimitMB,omitempty"` // MiB, default 500
 }
 
-// Probe says how a service's health is checked.
+// Probe says how a service's health is checked. An empty Kind means the service's default
+// kind; fields left zero take that kind's defaults.
 type Probe struct {
 	Kind         string `json:"kind"`                   // http, tcp or process
 	Path         string `json:"path,omitempty"`         // http only, starts with /
-	Port         int    `json:"port,omitempty"`         // default: the service's port
-	ExpectStatus int    `json:"expectStatus,omitempty"` // http only, default 200
+	Port         int    `json:"port,omitempty"`         // http and tcp; default: the service's port
+	ExpectStatus int    `json:"expectStatus,omitempty"` // http only, 100 to 599, default 200
 	BodyContains string `json:"bodyContains,omitempty"` // http only
 }
 
-// Timing is a probe's schedule and thresholds, with Kubernetes semantics.
+// Timing is a probe's schedule and thresholds, with Kubernetes semantics: a field left 0
+// takes its default, timeoutSeconds may not exceed periodSeconds, and successThreshold
+// must be 1 for startup and liveness. Seconds are at most 86400.
 type Timing struct {
-	InitialDelaySeconds float64 `json:"initialDelaySeconds"`
-	PeriodSeconds       float64 `json:"periodSeconds"`
-	TimeoutSeconds      float64 `json:"timeoutSeconds"`
-	SuccessThreshold    int     `json:"successThreshold"`
-	FailureThreshold    int     `json:"failureThreshold"`
+	InitialDelaySeconds float64 `json:"initialDelaySeconds"` // default 0
+	PeriodSeconds       float64 `json:"periodSeconds"`       // default 5
+	TimeoutSeconds      float64 `json:"timeoutSeconds"`      // default 2
+	SuccessThreshold    int     `json:"successThreshold"`    // default 1
+	// FailureThreshold defaults to 3, and for startup to enough checks to cover 120 s
+	// (ceil(120 / periodSeconds)).
+	FailureThreshold int `json:"failureThreshold"`
 }
 
-// Backoff is the per-service restart backoff.
+// Backoff is the per-service restart backoff. Seconds are at most 86400.
 type Backoff struct {
-	InitialSeconds    float64 `json:"initialSeconds"`    // default 1
-	Multiplier        float64 `json:"multiplier"`        // default 2
-	MaxSeconds        float64 `json:"maxSeconds"`        // default 300
-	ResetAfterSeconds float64 `json:"resetAfterSeconds"` // default 600
+	InitialSeconds    float64 `json:"initialSeconds"`    // default 1, above 0
+	Multiplier        float64 `json:"multiplier"`        // default 2, at least 1
+	MaxSeconds        float64 `json:"maxSeconds"`        // default 300, at least initialSeconds
+	ResetAfterSeconds float64 `json:"resetAfterSeconds"` // default 600, above 0
 }
 
 // Metrics configures the Prometheus endpoint of `livinity-agent run`.
 type Metrics struct {
-	Listen string `json:"listen"` // default 127.0.0.1:9847
+	// Listen is host:port where host is an IP address or "localhost" (default
+	// 127.0.0.1:9847); its port may not be one of Ports.
+	Listen string `json:"listen"`
 }
