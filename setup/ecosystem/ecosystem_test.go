@@ -1,0 +1,325 @@
+package ecosystem
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/livinity/livinity-agent/internal/testenv"
+	"github.com/livinity/livinity-agent/setup/config"
+)
+
+func testConfig(livos, nexus string) *config.Config {
+	return &config.Config{
+		Domain:   "home.example.com",
+		Telegram: &config.Telegram{BotToken: "tg-secret-token", DMPolicy: "open"},
+		Paths:    config.Paths{LivosBaseDir: livos, NexusBaseDir: nexus},
+		Ports:    config.Ports{API: 3200, MCP: 3100, Memory: 3300, Livos: 8080},
+		Agent: config.Agent{
+			Preflight:            config.Preflight{MinNodeMajor: 22, MinDiskGB: 10, MinRAMGB: 4},
+			HealthTimeoutSeconds: 120,
+			Services:             map[string]config.Service{"nexus-core": {MemoryLimitMB: 800}},
+			MemoryBreachChecks:   3,
+			RestartBackoff:       config.Backoff{InitialSeconds: 1, Multiplier: 2, MaxSeconds: 300, ResetAfterSeconds: 600},
+			Metrics:              config.Metrics{Listen: "127.0.0.1:9847"},
+		},
+	}
+}
+
+func logs(dir, name string) (string, string, string) {
+	return filepath.Join(dir, "logs", name+"-out.log"), filepath.Join(dir, "logs", name+"-error.log"), filepath.Join(dir, "logs", name+"-combined.log")
+}
+
+func TestApps(t *testing.T) {
+	root := t.TempDir()
+	livos, nexus := filepath.Join(root, "livos"), filepath.Join(root, "nexus")
+	cfg := testConfig(livos, nexus)
+	apps := Apps(cfg, Options{Node: "/usr/local/bin/node", Python: "/usr/bin/python3"})
+
+	mk := func(name, interp, script string, args []string, cwd string, env map[string]string, mem string) App {
+		out, errf, comb := logs(livos, name)
+		return App{Name: name, Script: script, Interpreter: interp, Args: args, Cwd: cwd, Env: env,
+			MaxMemoryRestart: mem, ExpBackoffRestartDelay: 100, Autorestart: true, KillTimeout: 5000,
+			OutFile: out, ErrorFile: errf, LogFile: comb, Time: true}
+	}
+	want := []App{
+		mk("livos", livos+"/node_modules/.bin/tsx", "packages/livinityd/source/cli.ts",
+			[]string{"--data-directory", livos + "/data", "--port", "8080"}, livos,
+			map[string]string{"NODE_ENV": "production", "LIVOS_PORT": "8080"}, "500M"),
+		mk("nexus-core", "/usr/local/bin/node", "packages/core/dist/index.js", nil, nexus,
+			map[string]string{"NODE_ENV": "production", "API_PORT": "3200"}, "800M"),
+		mk("nexus-worker", "/usr/local/bin/node", "packages/worker/dist/index.js", nil, nexus,
+			map[string]string{"NODE_ENV": "production"}, "500M"),
+		mk("nexus-memory", "/usr/bin/python3", "packages/memory/src/server.py", nil, nexus,
+			map[string]string{"NODE_ENV": "production", "MEMORY_PORT": "3300"}, "500M"),
+		mk("nexus-mcp", "/usr/local/bin/node", "packages/mcp-server/dist/index.js", nil, nexus,
+			map[string]string{"NODE_ENV": "production", "MCP_PORT": "3100"}, "500M"),
+	}
+	if !reflect.DeepEqual(apps, want) {
+		got, _ := json.MarshalIndent(apps, "", " ")
+		exp, _ := json.MarshalIndent(want, "", " ")
+		t.Errorf("Apps =\n%s\nwant\n%s", got, exp)
+	}
+	for i, a := range apps {
+		if a.Name != config.ServiceNames[i] {
+			t.Errorf("app %d is %s, want %s", i, a.Name, config.ServiceNames[i])
+		}
+	}
+	rendered, err := Render(apps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(rendered, []byte("tg-secret-token")) {
+		t.Error("the ecosystem file holds the Telegram token")
+	}
+}
+
+func TestAppsInterpreterDefaultsAndVenv(t *testing.T) {
+	root := t.TempDir()
+	cfg := testConfig(filepath.Join(root, "livos"), filepath.Join(root, "nexus"))
+	apps := Apps(cfg, Options{})
+	if apps[1].Interpreter != "node" || apps[3].Interpreter != "python3" {
+		t.Errorf("interpreters = %q, %q; want node, python3", apps[1].Interpreter, apps[3].Interpreter)
+	}
+	venvPython := MemoryVenvPython(cfg)
+	if err := os.MkdirAll(filepath.Dir(venvPython), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(venvPython, nil, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	apps = Apps(cfg, Options{Python: "/usr/bin/python3"})
+	if apps[3].Interpreter != venvPython {
+		t.Errorf("nexus-memory interpreter = %q, want the venv's %q", apps[3].Interpreter, venvPython)
+	}
+}
+
+// hostile is a directory name that breaks any ecosystem file built by pasting paths into
+// JavaScript source.
+const hostile = `it's a "q" dir $(touch PWNED) ` + "`touch PWNED`" + ` back\slash ü ☃ ${x}` + "\u2028"
+
+func hostileDirs(t *testing.T) (root, livos, nexus string) {
+	root = t.TempDir()
+	name := strings.ReplaceAll(hostile, "PWNED", filepath.Join(root, "pwned"))
+	livos = filepath.Join(root, "l "+name)
+	nexus = filepath.Join(root, "n "+name)
+	return root, livos, nexus
+}
+
+func TestRenderLoadsInNode(t *testing.T) {
+	testenv.Require(t, "node")
+	root, livos, nexus := hostileDirs(t)
+	apps := Apps(testConfig(livos, nexus), Options{Node: "/opt/it's \"node\"/bin/node"})
+	data, err := Render(apps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(data, []byte("// PM2 ecosystem file")) || !bytes.HasSuffix(data, []byte(" };\n")) {
+		t.Errorf("rendered file does not have the expected frame:\n%s", data)
+	}
+	again, _ := Render(Apps(testConfig(livos, nexus), Options{Node: "/opt/it's \"node\"/bin/node"}))
+	if !bytes.Equal(data, again) {
+		t.Error("Render is not deterministic")
+	}
+	path := filepath.Join(root, "ecosystem.config.js")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("node", "-e", "console.log(JSON.stringify(require(process.argv[1])))", path)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("node require: %v\n%s", err, stderr.Bytes())
+	}
+	var loaded struct{ Apps []App }
+	if err := json.Unmarshal(out, &loaded); err != nil {
+		t.Fatalf("node output: %v\n%s", err, out)
+	}
+	if !reflect.DeepEqual(loaded.Apps, apps) {
+		t.Errorf("node read\n%+v\nwant\n%+v", loaded.Apps, apps)
+	}
+	if _, err := os.Stat(filepath.Join(root, "pwned")); err == nil {
+		t.Error("loading the ecosystem file ran a command")
+	}
+}
+
+func TestFingerprint(t *testing.T) {
+	cfg := testConfig("/opt/livos", "/opt/nexus")
+	a := Apps(cfg, Options{})[0]
+	b := Apps(cfg, Options{})[0]
+	// The same env built in another insertion order.
+	b.Env = map[string]string{}
+	b.Env["LIVOS_PORT"] = "8080"
+	b.Env["NODE_ENV"] = "production"
+	if Fingerprint(a) != Fingerprint(b) {
+		t.Error("equal apps have different fingerprints")
+	}
+	if len(Fingerprint(a)) != 64 {
+		t.Errorf("fingerprint %q is not hex SHA-256", Fingerprint(a))
+	}
+	cfg.Ports.Livos = 8081
+	c := Apps(cfg, Options{})[0]
+	if Fingerprint(a) == Fingerprint(c) {
+		t.Error("a changed port does not change the fingerprint")
+	}
+	cfg.Agent.Services = map[string]config.Service{"livos": {MemoryLimitMB: 900}}
+	if d := Apps(cfg, Options{})[0]; Fingerprint(d) == Fingerprint(c) {
+		t.Error("a changed memory limit does not change the fingerprint")
+	}
+}
+
+// TestPM2StartsRenderedApps starts two rendered apps on a real PM2 7 daemon from
+// directories whose names hold quotes, spaces and $(...), and checks what PM2 recorded and
+// what the processes received.
+func TestPM2StartsRenderedApps(t *testing.T) {
+	testenv.Require(t, "node")
+	pm2 := testenv.PM2(t, 7)
+	home := testenv.PM2Home(t, pm2)
+	root, livos, nexus := hostileDirs(t)
+	nodeBin, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodeBin, _ = filepath.Abs(nodeBin)
+	cfg := testConfig(livos, nexus)
+	apps := Apps(cfg, Options{Node: nodeBin})
+
+	// Each app reports what it was given to a file, then stays up.
+	const report = `require('fs').writeFileSync(require('path').join(process.cwd(), process.env.REPORT_NAME),
+  JSON.stringify({argv: process.argv.slice(2), cwd: process.cwd(), env: process.env.NODE_ENV,
+    livosPort: process.env.LIVOS_PORT, apiPort: process.env.API_PORT}));
+setInterval(() => {}, 1000);
+`
+	for _, a := range apps[:2] {
+		if err := os.MkdirAll(filepath.Dir(a.ScriptPath()), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(a.ScriptPath(), []byte(report), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// livinityd runs under tsx; here "tsx" is node itself, which runs the plain-JS cli.ts.
+	if err := os.MkdirAll(filepath.Dir(apps[0].Interpreter), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(nodeBin, apps[0].Interpreter); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(LogDir(cfg), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	apps[0].Env["REPORT_NAME"] = "livos.report"
+	apps[1].Env["REPORT_NAME"] = "core.report"
+	data, err := Render(apps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eco := filepath.Join(root, "eco system's.config.js")
+	if err := os.WriteFile(eco, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	pm2Run := func(args ...string) []byte {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, pm2, args...)
+		cmd.Env = append(os.Environ(), "PM2_HOME="+home)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("pm2 %s: %v\n%s\n%s", strings.Join(args, " "), err, out, stderr.Bytes())
+		}
+		return out
+	}
+	pm2Run("start", eco, "--only", "livos,nexus-core")
+
+	type reported struct {
+		Argv      []string
+		Cwd       string
+		Env       string
+		LivosPort string
+		ApiPort   string
+	}
+	readReport := func(path string) reported {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			b, err := os.ReadFile(path)
+			var r reported
+			if err == nil && json.Unmarshal(b, &r) == nil {
+				return r
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no report at %s after 30s: %v\npm2 logs:\n%s", path, err, pm2Run("logs", "--nostream", "--lines", "20"))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	lr := readReport(filepath.Join(livos, "livos.report"))
+	if !reflect.DeepEqual(lr.Argv, apps[0].Args) || lr.Cwd != livos || lr.Env != "production" || lr.LivosPort != "8080" {
+		t.Errorf("livos received %+v; want args %q, cwd %q, LIVOS_PORT 8080", lr, apps[0].Args, livos)
+	}
+	cr := readReport(filepath.Join(nexus, "core.report"))
+	if len(cr.Argv) != 0 || cr.Cwd != nexus || cr.ApiPort != "3200" {
+		t.Errorf("nexus-core received %+v; want no args, cwd %q, API_PORT 3200", cr, nexus)
+	}
+
+	out := pm2Run("jlist")
+	var list []struct {
+		Name   string `json:"name"`
+		PM2Env struct {
+			Args            []string `json:"args"`
+			Cwd             string   `json:"pm_cwd"`
+			ExecPath        string   `json:"pm_exec_path"`
+			Interpreter     string   `json:"exec_interpreter"`
+			MaxMemory       int64    `json:"max_memory_restart"`
+			ExpBackoff      int      `json:"exp_backoff_restart_delay"`
+			OutFile         string   `json:"pm_out_log_path"`
+			ErrFile         string   `json:"pm_err_log_path"`
+			CombinedLogFile string   `json:"pm_log_path"`
+		} `json:"pm2_env"`
+	}
+	if i := bytes.IndexByte(out, '['); i > 0 {
+		out = out[i:]
+	}
+	if err := json.Unmarshal(out, &list); err != nil {
+		t.Fatalf("pm2 jlist: %v\n%s", err, out)
+	}
+	if len(list) != 2 {
+		t.Fatalf("pm2 runs %d apps, want 2 (--only livos,nexus-core)", len(list))
+	}
+	for _, p := range list {
+		var want App
+		for _, a := range apps {
+			if a.Name == p.Name {
+				want = a
+			}
+		}
+		e := p.PM2Env
+		if want.Name == "" || !reflect.DeepEqual(e.Args, want.Args) && !(len(e.Args) == 0 && len(want.Args) == 0) ||
+			e.Cwd != want.Cwd || e.ExecPath != want.ScriptPath() || e.Interpreter != want.Interpreter ||
+			e.ExpBackoff != 100 || e.OutFile != want.OutFile || e.ErrFile != want.ErrorFile || e.CombinedLogFile != want.LogFile {
+			t.Errorf("pm2 recorded %s as %+v; want %+v", p.Name, e, want)
+		}
+		wantMem := int64(500 << 20)
+		if p.Name == "nexus-core" {
+			wantMem = 800 << 20
+		}
+		if e.MaxMemory != wantMem {
+			t.Errorf("%s max_memory_restart = %d, want %d", p.Name, e.MaxMemory, wantMem)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(root, "pwned")); err == nil {
+		t.Error("starting the apps ran a command from a path")
+	}
+}
