@@ -32,6 +32,16 @@ const maxOutput = 2048
 
 var ansiEscape = regexp.MustCompile(`\x1b\[[0-9;]*[A-Za-z]`)
 
+// redact replaces the values of Env in s.
+func (c *CLI) redact(s string) string {
+	for _, kv := range c.Env {
+		if _, v, ok := strings.Cut(kv, "="); ok && v != "" {
+			s = strings.ReplaceAll(s, v, "[redacted]")
+		}
+	}
+	return s
+}
+
 // environ returns the minimal environment for a pm2 command.
 func (c *CLI) environ() []string {
 	env := []string{"PM2_HOME=" + c.Home}
@@ -64,20 +74,14 @@ func (c *CLI) runIn(ctx context.Context, dir string, args ...string) ([]byte, er
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
 		out := c.clean(append(stdout.Bytes(), stderr.Bytes()...))
-		return nil, fmt.Errorf("run pm2 %s: %w: %s", strings.Join(args, " "), err, out)
+		return nil, fmt.Errorf("run pm2 %s: %w: %s", c.redact(strings.Join(args, " ")), err, out)
 	}
 	return stdout.Bytes(), nil
 }
 
 // clean prepares command output for an error message.
 func (c *CLI) clean(out []byte) string {
-	s := ansiEscape.ReplaceAllString(string(out), "")
-	for _, kv := range c.Env {
-		if _, v, ok := strings.Cut(kv, "="); ok && v != "" {
-			s = strings.ReplaceAll(s, v, "[redacted]")
-		}
-	}
-	s = strings.TrimSpace(s)
+	s := strings.TrimSpace(c.redact(ansiEscape.ReplaceAllString(string(out), "")))
 	if len(s) > maxOutput {
 		s = "..." + s[len(s)-maxOutput:]
 	}
