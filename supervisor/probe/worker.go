@@ -135,7 +135,6 @@ type Worker struct {
 	state     State
 	held      bool
 	resumeReq bool
-	gen       uint64 // bumped by Hold and Resume; results of older checks are not counted
 	last      Outcome
 	run       int
 }
@@ -181,15 +180,13 @@ func (w *Worker) State() State {
 }
 
 // Hold freezes the verdict, for use right after the owner restarts the service: checks
-// stop, the counters reset, and no change is reported until Resume. A check already
-// running is reported but not counted.
+// stop and no change is reported until Resume, which also resets the counters. A check
+// already running is reported but not counted.
 func (w *Worker) Hold() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.held = true
 	w.resumeReq = false
-	w.gen++
-	w.last, w.run = 0, 0
 }
 
 // Resume ends a Hold, for use when the owner sees the new instance (e.g. a new pid).
@@ -257,7 +254,6 @@ func (w *Worker) applyResume() bool {
 		return false
 	}
 	w.held, w.resumeReq = false, false
-	w.gen++
 	w.last, w.run = 0, 0
 	from := w.state
 	w.state = StateUnknown
@@ -270,7 +266,7 @@ func (w *Worker) applyResume() bool {
 
 func (w *Worker) checkOnce(ctx context.Context) {
 	w.mu.Lock()
-	held, gen := w.held, w.gen
+	held := w.held
 	w.mu.Unlock()
 	if held {
 		return
@@ -290,7 +286,7 @@ func (w *Worker) checkOnce(ctx context.Context) {
 	}
 
 	w.mu.Lock()
-	if w.held || w.gen != gen {
+	if w.held { // Hold came during the check; only the Worker's goroutine ends a hold
 		w.mu.Unlock()
 		return
 	}
