@@ -1,0 +1,276 @@
+package setup
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/livinity/livinity-agent/internal/atomicfile"
+	"github.com/livinity/livinity-agent/setup/journal"
+)
+
+// Exec is what a step's action works with: the plan, a logger, PM2, and journaled ways to
+// change the tree and to run commands.
+type Exec struct {
+	*Plan
+	Step *Step
+	Log  *slog.Logger
+	PM2  PM2
+
+	j       *journal.Journal
+	runID   string
+	out     *os.File // the step's command log
+	mu      sync.Mutex
+	backups map[string]string
+	health  *[]HealthResult
+	// stepPrint returns another step's fingerprint in this run.
+	stepPrint func(id string) string
+}
+
+func (r *runner) newExec(i int) (*Exec, error) {
+	s := r.plan.Steps[i]
+	dir := filepath.Join(r.plan.StateDir, "logs")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create log dir: %w", err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, s.ID+".log"), os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open step log: %w", err)
+	}
+	x := &Exec{Plan: r.plan, Step: s, Log: r.log.With("step", s.ID), j: r.j, runID: r.res.RunID,
+		out: f, backups: map[string]string{}, health: &r.res.Health, stepPrint: r.print}
+	if r.opts.PM2 != nil {
+		x.PM2 = r.opts.PM2(r.plan.PM2Home)
+	}
+	return x, nil
+}
+
+func (x *Exec) close() { x.out.Close() }
+
+// Record journals an undo operation of this step before the action it undoes.
+func (x *Exec) Record(op journal.Op) (journal.Op, error) {
+	op.Step = x.Step.ID
+	return x.j.Record(op)
+}
+
+// Create journals that path will be created by this step, unless it already exists (then
+// it is left alone, and never removed by a rollback).
+func (x *Exec) Create(path string) error {
+	if _, err := os.Lstat(path); err == nil {
+		return nil
+	}
+	_, err := x.Record(journal.Op{Kind: journal.KindRestorePath, Path: path})
+	return err
+}
+
+// Replace journals path and backs it up beside itself so that a rollback can restore it:
+// a directory or symlink is moved aside (the step then creates it afresh), a regular file
+// is copied (the step may read it). A path that does not exist is journaled for removal.
+func (x *Exec) Replace(path string) error {
+	info, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		_, err := x.Record(journal.Op{Kind: journal.KindRestorePath, Path: path})
+		return err
+	}
+	if err != nil {
+		return fmt.Errorf("back up %s: %w", path, err)
+	}
+	backup := filepath.Join(filepath.Dir(path), ".livinity-backup-"+x.runID+"-"+filepath.Base(path))
+	if _, err := x.Record(journal.Op{Kind: journal.KindRestorePath, Path: path, Backup: backup}); err != nil {
+		return err
+	}
+	if info.Mode().IsRegular() {
+		// copy under a temp name, then rename: a crash never leaves a torn backup that a
+		// rollback would restore
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("back up %s: %w", path, err)
+		}
+		if err := atomicfile.WriteFile(backup, data, info.Mode().Perm()); err != nil {
+			return fmt.Errorf("back up %s: %w", path, err)
+		}
+	} else if err := os.Rename(path, backup); err != nil {
+		return fmt.Errorf("move %s aside: %w", path, err)
+	}
+	x.mu.Lock()
+	x.backups[path] = backup
+	x.mu.Unlock()
+	return nil
+}
+
+// Backup returns where this step backed path up, or "" if it did not exist.
+func (x *Exec) Backup(path string) string {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.backups[path]
+}
+
+// env is the environment of every command: only what the tools need. The agent's own
+// environment is not passed on (it may hold secrets, and PM2 copies its caller's
+// environment into every app).
+func (x *Exec) env(extra ...string) []string {
+	env := []string{"PATH=" + x.Path, "HOME=" + x.Home, "PM2_HOME=" + x.PM2Home, "LANG=C.UTF-8",
+		"CI=true", "npm_config_update_notifier=false", "npm_config_fund=false", "npm_config_audit=false"}
+	return append(env, extra...)
+}
+
+// Command runs argv in dir with the step's environment, output going to the step's log.
+// The command gets its own process group, journaled while it runs, so that neither a
+// timeout nor a crash of the agent leaves it writing into the tree.
+func (x *Exec) Command(ctx context.Context, dir string, argv ...string) error {
+	if len(argv) == 0 {
+		return errors.New("command: empty argument vector")
+	}
+	fmt.Fprintf(x.out, "$ %s\n", strings.Join(quoteArgs(argv), " "))
+	tail := &tailBuffer{max: 4096}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	if p, err := lookPath(argv[0], x.Path); err == nil {
+		cmd.Path = p
+		cmd.Err = nil
+	}
+	cmd.Dir = dir
+	cmd.Env = x.env()
+	cmd.Stdout = io.MultiWriter(x.out, tail)
+	cmd.Stderr = cmd.Stdout
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("run %s: %w", argv[0], err)
+	}
+	pid := cmd.Process.Pid
+	op, jerr := x.Record(journal.Op{Kind: journal.KindKillGroup, PID: pid, StartTime: procStartTime(pid)})
+	waitErr := make(chan error, 1)
+	go func() { waitErr <- cmd.Wait() }()
+	var err error
+	select {
+	case err = <-waitErr:
+	case <-ctx.Done():
+		syscall.Kill(-pid, syscall.SIGKILL)
+		<-waitErr
+		err = context.Cause(ctx)
+	}
+	// the group may have left children behind (a build's watcher, a stray daemon): end them
+	syscall.Kill(-pid, syscall.SIGKILL)
+	if jerr == nil {
+		x.j.MarkUndone(op.Seq)
+	}
+	x.Log.Debug("command finished", "argv0", filepath.Base(argv[0]), "seconds", time.Since(start).Seconds())
+	if err != nil {
+		return &CommandError{Argv: argv, Dir: dir, Err: err, Output: tail.String()}
+	}
+	return nil
+}
+
+// CommandError is a failed command with the end of its output.
+type CommandError struct {
+	Argv   []string
+	Dir    string
+	Err    error
+	Output string
+}
+
+func (e *CommandError) Error() string {
+	out := strings.TrimSpace(e.Output)
+	if out != "" {
+		lines := strings.Split(out, "\n")
+		if len(lines) > 12 {
+			lines = lines[len(lines)-12:]
+		}
+		out = "\n    " + strings.Join(lines, "\n    ")
+	}
+	return fmt.Sprintf("%s (in %s): %v%s", strings.Join(quoteArgs(e.Argv), " "), e.Dir, e.Err, out)
+}
+
+func (e *CommandError) Unwrap() error { return e.Err }
+
+func quoteArgs(argv []string) []string {
+	out := make([]string, len(argv))
+	for i, a := range argv {
+		if a == "" || strings.ContainsAny(a, " \t\n'\"$`\\|&;<>()*?[]#~") {
+			a = strconv.Quote(a)
+		}
+		out[i] = a
+	}
+	return out
+}
+
+// lookPath finds a program in the given PATH value (not the agent's own).
+func lookPath(name, path string) (string, error) {
+	if strings.Contains(name, "/") {
+		return name, nil
+	}
+	for _, dir := range filepath.SplitList(path) {
+		p := filepath.Join(dir, name)
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s not found in PATH %s", name, path)
+}
+
+// procStartTime is the start time of pid in clock ticks since boot (0 if gone): with the
+// pid it names one process, not a later one that reuses the pid.
+func procStartTime(pid int) uint64 {
+	st, _ := readStat(pid)
+	return st.start
+}
+
+type procStat struct {
+	state string
+	pgrp  int
+	start uint64
+}
+
+// readStat parses the fields of /proc/PID/stat that the journal needs.
+func readStat(pid int) (procStat, bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return procStat{}, false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return procStat{}, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 20 {
+		return procStat{}, false
+	}
+	pgrp, _ := strconv.Atoi(f[2])
+	start, _ := strconv.ParseUint(f[19], 10, 64)
+	return procStat{state: f[0], pgrp: pgrp, start: start}, true
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	buf []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if len(t.buf) > t.max {
+		t.buf = t.buf[len(t.buf)-t.max:]
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.buf)
+}

@@ -1,0 +1,219 @@
+package setup_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/livinity/livinity-agent/deploy/demo"
+	"github.com/livinity/livinity-agent/internal/testenv"
+	"github.com/livinity/livinity-agent/setup"
+	"github.com/livinity/livinity-agent/setup/config"
+	"github.com/livinity/livinity-agent/supervisor/pm2"
+)
+
+// fixture is one copy of the demo tree with its own state dir, PM2 home and ports.
+type fixture struct {
+	t       *testing.T
+	root    string // holds livos/ and nexus/
+	state   string
+	pm2Home string
+	pm2Bin  string
+	cfg     *config.Config
+	logs    *syncBuffer
+}
+
+// newFixture extracts the demo tree under a fresh directory whose name ends in treeName.
+func newFixture(t *testing.T, treeName string) *fixture {
+	t.Helper()
+	base := testenv.ShortTempDir(t)
+	root := filepath.Join(base, treeName)
+	if err := demo.Extract(root); err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{t: t, root: root, state: filepath.Join(base, "state"), pm2Bin: filepath.Join(testenv.ToolsBin(t), "pm2"), logs: &syncBuffer{}}
+	f.pm2Home = testenv.PM2Home(t, f.pm2Bin)
+	cfg := config.Default()
+	cfg.Domain = "localhost"
+	cfg.Paths = config.Paths{LivosBaseDir: filepath.Join(root, "livos"), NexusBaseDir: filepath.Join(root, "nexus")}
+	cfg.Ports = config.Ports{API: testenv.FreePort(t), MCP: testenv.FreePort(t), Memory: testenv.FreePort(t), Livos: testenv.FreePort(t)}
+	cfg.Agent.Preflight = config.Preflight{MinNodeMajor: 20, MinDiskGB: 1, MinRAMGB: 1}
+	cfg.Agent.HealthTimeoutSeconds = 60
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	f.cfg = cfg
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("pipeline log:\n%s", f.logs.String())
+		}
+	})
+	return f
+}
+
+func (f *fixture) livos() string { return f.cfg.Paths.LivosBaseDir }
+func (f *fixture) nexus() string { return f.cfg.Paths.NexusBaseDir }
+
+func (f *fixture) plan() *setup.Plan {
+	return &setup.Plan{
+		Config: f.cfg, Livos: f.livos(), Nexus: f.nexus(), StateDir: f.state, PM2Home: f.pm2Home,
+		Path: testenv.PATH(f.t), Home: os.Getenv("HOME"), Steps: setup.LivOSSteps(),
+	}
+}
+
+func (f *fixture) options() setup.Options {
+	return setup.Options{
+		Logger: slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		PM2:    func(home string) setup.PM2 { return setup.NewPM2(f.pm2Bin, home) },
+	}
+}
+
+func (f *fixture) run(ctx context.Context) (*setup.Result, error) {
+	f.t.Helper()
+	return setup.Run(ctx, f.plan(), f.options())
+}
+
+// apps lists the PM2 apps through the native client; nil when no daemon runs.
+func (f *fixture) apps(ctx context.Context) []pm2.Process {
+	f.t.Helper()
+	c, err := pm2.Dial(ctx, f.pm2Home)
+	if err != nil {
+		return nil
+	}
+	defer c.Close()
+	procs, err := c.List(ctx)
+	if err != nil {
+		f.t.Fatalf("list PM2 apps: %v", err)
+	}
+	return procs
+}
+
+// snapshot is a recursive listing of a tree with modes and content hashes.
+func snapshot(t *testing.T, root string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		v := info.Mode().String()
+		switch {
+		case info.Mode()&fs.ModeSymlink != 0:
+			target, _ := os.Readlink(p)
+			v += " -> " + target
+		case info.Mode().IsRegular():
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			sum := sha256.Sum256(b)
+			v += " " + hex.EncodeToString(sum[:])
+		}
+		out[rel] = v
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// sameTree fails the test with the differences between two snapshots.
+func sameTree(t *testing.T, before, after map[string]string) {
+	t.Helper()
+	var diffs []string
+	for k, v := range before {
+		if w, ok := after[k]; !ok {
+			diffs = append(diffs, "missing: "+k)
+		} else if w != v {
+			diffs = append(diffs, "changed: "+k)
+		}
+	}
+	for k := range after {
+		if _, ok := before[k]; !ok {
+			diffs = append(diffs, "added: "+k)
+		}
+	}
+	sort.Strings(diffs)
+	if len(diffs) > 0 {
+		if len(diffs) > 30 {
+			diffs = append(diffs[:30], fmt.Sprintf("... and %d more", len(diffs)-30))
+		}
+		t.Fatalf("tree differs from before the run:\n  %s", strings.Join(diffs, "\n  "))
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the pipeline's concurrent log writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// buildAgent builds the livinity-agent binary once per test binary.
+var buildAgent = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "lvbin")
+	if err != nil {
+		return "", err
+	}
+	agentDir = dir
+	bin := filepath.Join(dir, "livinity-agent")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/livinity-agent")
+	cmd.Dir = repoRoot
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return bin, nil
+})
+
+var repoRoot, agentDir string
+
+func TestMain(m *testing.M) {
+	wd, _ := os.Getwd()
+	repoRoot = filepath.Dir(wd)
+	code := m.Run()
+	if agentDir != "" {
+		os.RemoveAll(agentDir)
+	}
+	os.Exit(code)
+}

@@ -1,0 +1,105 @@
+package setup
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/livinity/livinity-agent/supervisor/probe"
+)
+
+// HealthTarget is one service to verify.
+type HealthTarget struct {
+	Service string
+	Spec    probe.Spec
+	// Timeout bounds one check.
+	Timeout time.Duration
+}
+
+// HealthResult is the verification verdict of one service.
+type HealthResult struct {
+	Service  string
+	Probe    string // "http GET :3200/api/health", "tcp :8080", "process"
+	OK       bool
+	Detail   string
+	Latency  time.Duration // of the last check
+	Attempts int
+	// After is how long the service took to become healthy (or the time spent trying).
+	After time.Duration
+}
+
+// verifyHealth checks every target concurrently, retrying each with backoff until it is
+// healthy or the deadline passes. It returns all verdicts and an error naming the services
+// that never became healthy.
+func verifyHealth(ctx context.Context, targets []HealthTarget, online func(service string) probe.OnlineFunc, deadline time.Duration) ([]HealthResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, deadline)
+	defer cancel()
+	start := time.Now()
+	results := make([]HealthResult, len(targets))
+	var wg sync.WaitGroup
+	for i, t := range targets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res := HealthResult{Service: t.Service, Probe: describeProbe(t.Spec)}
+			b := backoff.NewExponentialBackOff(
+				backoff.WithInitialInterval(100*time.Millisecond),
+				backoff.WithMultiplier(1.5),
+				backoff.WithMaxInterval(2*time.Second),
+				backoff.WithMaxElapsedTime(0),
+			)
+			for {
+				cctx, ccancel := context.WithTimeout(ctx, t.Timeout)
+				r := probe.Check(cctx, t.Spec, online(t.Service))
+				ccancel()
+				res.Attempts++
+				res.Latency, res.Detail = r.Duration, r.Detail
+				if r.Outcome == probe.Success {
+					res.OK = true
+					break
+				}
+				wait := b.NextBackOff()
+				timer := time.NewTimer(wait)
+				select {
+				case <-ctx.Done():
+					timer.Stop()
+				case <-timer.C:
+				}
+				if ctx.Err() != nil {
+					break
+				}
+			}
+			res.After = time.Since(start)
+			results[i] = res
+		}()
+	}
+	wg.Wait()
+	var bad []string
+	for _, r := range results {
+		if !r.OK {
+			bad = append(bad, fmt.Sprintf("%s (%s: %s)", r.Service, r.Probe, r.Detail))
+		}
+	}
+	if len(bad) > 0 {
+		return results, fmt.Errorf("not healthy after %s: %s", deadline.Round(time.Second), strings.Join(bad, "; "))
+	}
+	return results, nil
+}
+
+func describeProbe(s probe.Spec) string {
+	switch s.Kind {
+	case probe.KindHTTP:
+		path := s.Path
+		if path == "" {
+			path = "/"
+		}
+		return fmt.Sprintf("http GET :%d%s", s.Port, path)
+	case probe.KindTCP:
+		return fmt.Sprintf("tcp :%d", s.Port)
+	default:
+		return s.Kind
+	}
+}

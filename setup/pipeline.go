@@ -1,0 +1,472 @@
+// Package setup is the onboarding pipeline: the steps that turn a LivOS source tree into
+// running PM2 services, run in dependency order (independent steps in parallel), journaled
+// so that a failure — or a crash — is undone in reverse order, and incremental so that a
+// re-run with nothing changed does nothing.
+package setup
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/livinity/livinity-agent/setup/config"
+	"github.com/livinity/livinity-agent/setup/journal"
+)
+
+// Plan is everything a run needs, resolved before anything is written.
+type Plan struct {
+	Config *config.Config
+	// Livos and Nexus are the two trees (from Config.Paths).
+	Livos, Nexus string
+	// StateDir holds the journal, fingerprints, step logs and the last result.
+	StateDir string
+	// PM2Home is the PM2 daemon home every pm2 call uses; never implied.
+	PM2Home string
+	// Path is the PATH for every command the pipeline runs (pnpm, npm, node, python3, pm2).
+	Path string
+	// Home is HOME for those commands (npm and pnpm caches live there).
+	Home string
+	// RotateSecrets replaces the secrets of an existing .env.
+	RotateSecrets bool
+	// Steps in display order.
+	Steps []*Step
+}
+
+// Status is how a step ended.
+type Status string
+
+// Step statuses.
+const (
+	StatusPending  Status = "pending"
+	StatusRunning  Status = "running"
+	StatusDone     Status = "done"
+	StatusSkipped  Status = "skipped"  // inputs unchanged since the last successful run
+	StatusWarned   Status = "warned"   // an optional step failed; it was undone
+	StatusFailed   Status = "failed"   // the run failed here
+	StatusCanceled Status = "canceled" // another step failed first
+)
+
+// Event reports progress to an observer (terminal UI, log, sd_notify status).
+type Event struct {
+	Index, Total int // 1-based position of Step among Total steps
+	Step         *Step
+	Status       Status
+	Elapsed      time.Duration
+	Err          error
+	// Note is extra detail (for example "retrying without --frozen-lockfile").
+	Note string
+}
+
+// Options are the run's collaborators.
+type Options struct {
+	Logger *slog.Logger
+	// Observe, if set, receives every step event; it must not block for long.
+	Observe func(Event)
+	// PM2 returns the PM2 access for a daemon home (the plan's, or one a journal names).
+	PM2 func(home string) PM2
+	// DryRun reports which steps would run and changes nothing.
+	DryRun bool
+}
+
+// StepResult is one step's outcome.
+type StepResult struct {
+	Step     *Step
+	Status   Status
+	Duration time.Duration
+	Err      error
+}
+
+// Result is a run's outcome.
+type Result struct {
+	RunID    string
+	Steps    []StepResult
+	Duration time.Duration
+	// RolledBack is true when the run failed and its changes were undone.
+	RolledBack bool
+	// Health is the verification table, when the verify step ran.
+	Health []HealthResult
+}
+
+// ErrRolledBack wraps a failed run's error after its changes were undone.
+var ErrRolledBack = errors.New("onboarding failed and was rolled back")
+
+// Run executes the plan: it first finishes any interrupted earlier run (rollback or
+// clean-up), then runs the steps, then commits or rolls back.
+func Run(ctx context.Context, plan *Plan, opts Options) (*Result, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(plan.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create state dir: %w", err)
+	}
+	unlock, err := lockState(plan.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+
+	if !opts.DryRun {
+		if _, err := recoverLocked(ctx, plan.StateDir, opts, log); err != nil {
+			return nil, err
+		}
+	}
+	prints, err := loadFingerprints(plan.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	r := &runner{plan: plan, opts: opts, log: log, prints: prints, start: time.Now()}
+	r.res = &Result{RunID: newRunID()}
+	if opts.DryRun {
+		return r.dryRun(ctx)
+	}
+	r.j, err = journal.Create(plan.StateDir, r.res.RunID)
+	if err != nil {
+		return nil, err
+	}
+	runErr := r.runSteps(ctx)
+	r.res.Duration = time.Since(r.start)
+	if runErr != nil {
+		log.Error("onboarding failed; rolling back", "err", runErr)
+		if err := rollback(context.WithoutCancel(ctx), r.j, opts, log); err != nil {
+			return r.res, fmt.Errorf("%w (rollback incomplete: %v)", runErr, err)
+		}
+		r.res.RolledBack = true
+		_ = saveLastRun(plan.StateDir, LastRun{At: time.Now(), OK: false, DurationSeconds: r.res.Duration.Seconds(), Error: runErr.Error()})
+		return r.res, fmt.Errorf("%w: %w", ErrRolledBack, runErr)
+	}
+	if err := r.commit(); err != nil {
+		return r.res, err
+	}
+	return r.res, nil
+}
+
+// Recover finishes an interrupted run found in stateDir: a run that had committed gets its
+// backups removed; any other is rolled back. It reports whether there was one.
+func Recover(ctx context.Context, stateDir string, opts Options) (bool, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return false, fmt.Errorf("create state dir: %w", err)
+	}
+	unlock, err := lockState(stateDir)
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
+	return recoverLocked(ctx, stateDir, opts, log)
+}
+
+func recoverLocked(ctx context.Context, stateDir string, opts Options, log *slog.Logger) (bool, error) {
+	j, pend, err := journal.Open(stateDir)
+	if err != nil || j == nil {
+		return false, err
+	}
+	if pend.Committed {
+		log.Info("finishing clean-up of an earlier successful run", "run", pend.RunID)
+		removeBackups(pend.Ops, log)
+		return true, j.Remove()
+	}
+	log.Warn("an earlier run was interrupted; rolling it back first", "run", pend.RunID, "operations", len(pend.Ops))
+	if err := rollback(ctx, j, opts, log); err != nil {
+		return true, fmt.Errorf("roll back interrupted run %s: %w", pend.RunID, err)
+	}
+	return true, nil
+}
+
+type runner struct {
+	plan   *Plan
+	opts   Options
+	log    *slog.Logger
+	j      *journal.Journal
+	prints fingerprints
+	start  time.Time
+	res    *Result
+
+	mu       sync.Mutex
+	newPrint fingerprints // fingerprints of this run, saved on success
+	health   []HealthResult
+}
+
+func (r *runner) index(id string) int {
+	for i, s := range r.plan.Steps {
+		if s.ID == id {
+			return i
+		}
+	}
+	return -1
+}
+
+func (r *runner) emit(i int, st Status, elapsed time.Duration, err error, note string) {
+	if r.opts.Observe == nil {
+		return
+	}
+	r.opts.Observe(Event{Index: i + 1, Total: len(r.plan.Steps), Step: r.plan.Steps[i], Status: st, Elapsed: elapsed, Err: err, Note: note})
+}
+
+// runSteps runs every step as soon as the steps it depends on are done; independent steps
+// run in parallel. The first failure of a required step cancels the others.
+func (r *runner) runSteps(ctx context.Context) error {
+	steps := r.plan.Steps
+	if err := checkGraph(steps); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	done := make([]chan struct{}, len(steps))
+	for i := range done {
+		done[i] = make(chan struct{})
+	}
+	r.res.Steps = make([]StepResult, len(steps))
+	r.newPrint = fingerprints{}
+	var wg sync.WaitGroup
+	for i, s := range steps {
+		r.res.Steps[i] = StepResult{Step: s, Status: StatusPending}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer close(done[i])
+			for _, dep := range s.After {
+				select {
+				case <-done[r.index(dep)]:
+				case <-ctx.Done():
+				}
+			}
+			if ctx.Err() != nil {
+				r.setResult(i, StatusCanceled, 0, nil)
+				return
+			}
+			st, dur, err := r.runStep(ctx, i)
+			r.setResult(i, st, dur, err)
+			if st == StatusFailed {
+				cancel(fmt.Errorf("step %s: %w", s.ID, err))
+			}
+		}()
+	}
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (r *runner) setResult(i int, st Status, dur time.Duration, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.res.Steps[i].Status, r.res.Steps[i].Duration, r.res.Steps[i].Err = st, dur, err
+}
+
+// depPrint combines the fingerprints of a step's dependencies.
+func (r *runner) depPrints(s *Step) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]string, 0, len(s.After))
+	for _, d := range s.After {
+		out = append(out, r.newPrint[d])
+	}
+	return out
+}
+
+func (r *runner) runStep(ctx context.Context, i int) (Status, time.Duration, error) {
+	s := r.plan.Steps[i]
+	start := time.Now()
+	deps := r.depPrints(s)
+	if s.Key != nil && !(s.ID == StepEnv && r.plan.RotateSecrets) {
+		key, err := s.Key(r.plan)
+		if err == nil {
+			fp := combine(s.ID, key, deps)
+			if fp == r.prints[s.ID] && outputsExist(s, r.plan) {
+				r.record(s.ID, fp)
+				r.emit(i, StatusSkipped, 0, nil, "inputs unchanged")
+				r.log.Info("step skipped: inputs unchanged", "step", s.ID)
+				return StatusSkipped, 0, nil
+			}
+		}
+	}
+	r.emit(i, StatusRunning, 0, nil, "")
+	r.log.Info("step started", "step", s.ID, "title", s.Title, "index", i+1, "total", len(r.plan.Steps))
+	sctx := ctx
+	if s.Timeout > 0 {
+		var cancel context.CancelFunc
+		sctx, cancel = context.WithTimeoutCause(ctx, s.Timeout, fmt.Errorf("step %s timed out after %s", s.ID, s.Timeout))
+		defer cancel()
+	}
+	x, err := r.newExec(i)
+	if err == nil {
+		defer x.close()
+		err = r.prepareOutputs(x)
+		if err == nil {
+			err = s.Action(sctx, x)
+			if err != nil && context.Cause(sctx) != nil && ctx.Err() == nil {
+				err = fmt.Errorf("%w: %w", context.Cause(sctx), err)
+			}
+		}
+	}
+	dur := time.Since(start)
+	if err != nil {
+		if ctx.Err() != nil && !errors.Is(err, context.DeadlineExceeded) {
+			r.emit(i, StatusCanceled, dur, nil, "")
+			return StatusCanceled, dur, nil
+		}
+		if s.Optional {
+			r.log.Warn("optional step failed; undoing it and continuing", "step", s.ID, "err", err)
+			if uerr := undoStep(context.WithoutCancel(ctx), r.j, s.ID, r.opts, r.log); uerr != nil {
+				err = fmt.Errorf("%w (undo: %v)", err, uerr)
+			}
+			r.emit(i, StatusWarned, dur, err, "")
+			return StatusWarned, dur, err
+		}
+		r.log.Error("step failed", "step", s.ID, "err", err, "seconds", dur.Seconds())
+		r.emit(i, StatusFailed, dur, err, "")
+		return StatusFailed, dur, err
+	}
+	if s.Key != nil {
+		if key, kerr := s.Key(r.plan); kerr == nil {
+			r.record(s.ID, combine(s.ID, key, deps))
+		}
+	} else {
+		r.record(s.ID, combine(s.ID, "always", deps))
+	}
+	r.log.Info("step done", "step", s.ID, "seconds", dur.Seconds())
+	r.emit(i, StatusDone, dur, nil, "")
+	return StatusDone, dur, nil
+}
+
+func (r *runner) print(id string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.newPrint[id]
+}
+
+func (r *runner) record(id, fp string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.newPrint[id] = fp
+}
+
+// prepareOutputs journals and backs up what the step will create or replace.
+func (r *runner) prepareOutputs(x *Exec) error {
+	s := x.Step
+	if s.Creates != nil {
+		for _, p := range s.Creates(r.plan) {
+			if err := x.Create(p); err != nil {
+				return err
+			}
+		}
+	}
+	if s.Replaces != nil {
+		for _, p := range s.Replaces(r.plan) {
+			if err := x.Replace(p); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// commit makes a successful run final: fingerprints and the last result are saved, the
+// journal is marked committed, then backups and the journal are removed.
+func (r *runner) commit() error {
+	for i, s := range r.plan.Steps {
+		if r.res.Steps[i].Status == StatusWarned {
+			delete(r.newPrint, s.ID) // an optional step that failed must run again next time
+		}
+	}
+	if err := saveFingerprints(r.plan.StateDir, r.newPrint); err != nil {
+		return err
+	}
+	if err := saveLastRun(r.plan.StateDir, LastRun{
+		At: time.Now(), OK: true, DurationSeconds: r.res.Duration.Seconds(),
+		ConfigFingerprint: r.plan.Config.Fingerprint(),
+	}); err != nil {
+		return err
+	}
+	if err := r.j.MarkCommitted(); err != nil {
+		return err
+	}
+	_, pend, err := journal.Open(r.plan.StateDir)
+	if err == nil && pend != nil {
+		removeBackups(pend.Ops, r.log)
+	}
+	return r.j.Remove()
+}
+
+func (r *runner) dryRun(ctx context.Context) (*Result, error) {
+	r.res.Steps = make([]StepResult, len(r.plan.Steps))
+	r.newPrint = fingerprints{}
+	for i, s := range r.plan.Steps {
+		st := StatusPending
+		if s.Key != nil {
+			if key, err := s.Key(r.plan); err == nil {
+				fp := combine(s.ID, key, r.depPrints(s))
+				r.record(s.ID, fp)
+				if fp == r.prints[s.ID] && outputsExist(s, r.plan) {
+					st = StatusSkipped
+				}
+			}
+		}
+		r.res.Steps[i] = StepResult{Step: s, Status: st}
+		r.emit(i, st, 0, nil, "dry run")
+	}
+	return r.res, nil
+}
+
+func checkGraph(steps []*Step) error {
+	seen := map[string]bool{}
+	for _, s := range steps {
+		for _, d := range s.After {
+			if !seen[d] {
+				return fmt.Errorf("step %s depends on %s, which is not an earlier step", s.ID, d)
+			}
+		}
+		if seen[s.ID] {
+			return fmt.Errorf("step %s is listed twice", s.ID)
+		}
+		seen[s.ID] = true
+	}
+	return nil
+}
+
+func outputsExist(s *Step, p *Plan) bool {
+	paths := s.Outputs(p)
+	if s.Produces != nil {
+		paths = s.Produces(p)
+	}
+	for _, o := range paths {
+		if _, err := os.Lstat(o); err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+func newRunID() string {
+	b := make([]byte, 4)
+	rand.Read(b)
+	return time.Now().UTC().Format("20060102T150405") + "-" + hex.EncodeToString(b)
+}
+
+// lockState takes an exclusive lock on the state directory so that two agents never run
+// the pipeline at once.
+func lockState(dir string) (func(), error) {
+	p := filepath.Join(dir, "lock")
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open lock %s: %w", p, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("another livinity-agent is running the pipeline with state dir %s (lock %s held)", dir, p)
+	}
+	return func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
+}

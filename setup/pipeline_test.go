@@ -1,0 +1,132 @@
+package setup_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/livinity/livinity-agent/setup"
+	"github.com/livinity/livinity-agent/setup/config"
+	"github.com/livinity/livinity-agent/setup/envfile"
+)
+
+// managedKeys are the .env keys the pipeline writes for a config without channels.
+var managedKeys = []string{"JWT_SECRET", "LIV_API_KEY", "REDIS_URL", "DATABASE_URL", "LIVOS_DOMAIN",
+	"LIVOS_USE_HTTPS", "MCP_PORT", "API_PORT", "MEMORY_PORT", "NEXUS_API_URL", "MEMORY_SERVICE_URL",
+	"LIVOS_BASE_DIR", "NEXUS_BASE_DIR", "NODE_ENV"}
+
+func TestOnboardThenNoChangeRerun(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := newFixture(t, "tree")
+	res, err := f.run(ctx)
+	if err != nil {
+		t.Fatalf("first run: %v", err)
+	}
+	if len(res.Health) != len(config.ServiceNames) {
+		t.Fatalf("health results: %+v", res.Health)
+	}
+	for _, h := range res.Health {
+		if !h.OK {
+			t.Errorf("%s not healthy: %s", h.Service, h.Detail)
+		}
+	}
+	apps := f.apps(ctx)
+	online := map[string]int{}
+	restarts := map[string]int{}
+	for _, a := range apps {
+		if a.Status == "online" {
+			online[a.Name] = a.PID
+		}
+		restarts[a.Name] = a.RestartTime
+	}
+	for _, n := range config.ServiceNames {
+		if online[n] == 0 {
+			t.Errorf("app %s is not online: %+v", n, apps)
+		}
+	}
+	if len(apps) != len(config.ServiceNames) {
+		t.Errorf("want exactly %d PM2 apps, got %d", len(config.ServiceNames), len(apps))
+	}
+
+	envPath := filepath.Join(f.livos(), ".env")
+	st, err := os.Stat(envPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf(".env mode = %v, want 0600", st.Mode().Perm())
+	}
+	env1, err := envfile.Read(envPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range managedKeys {
+		if env1[k] == "" {
+			t.Errorf(".env lacks %s", k)
+		}
+	}
+	if link, err := os.Readlink(filepath.Join(f.nexus(), ".env")); err != nil || link != envPath {
+		t.Errorf("nexus/.env link = %q, %v; want %s", link, err, envPath)
+	}
+	// PM2 listings shown to users must not carry the secrets (apps read .env themselves)
+	cmd := exec.Command(f.pm2Bin, "jlist")
+	cmd.Env = append(os.Environ(), "PM2_HOME="+f.pm2Home)
+	jlist, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("pm2 jlist: %v", err)
+	}
+	for _, k := range []string{"JWT_SECRET", "LIV_API_KEY"} {
+		if strings.Contains(string(jlist), env1[k]) {
+			t.Errorf("pm2 jlist shows the value of %s", k)
+		}
+	}
+
+	// the re-run: nothing reinstalled or rebuilt, no app restarted, secrets kept
+	res2, err := f.run(ctx)
+	if err != nil {
+		t.Fatalf("re-run: %v", err)
+	}
+	for _, s := range res2.Steps {
+		switch s.Step.ID {
+		case setup.StepPM2Start, setup.StepVerify:
+			// always run; they are idempotent by themselves
+		default:
+			if s.Status != setup.StatusSkipped {
+				t.Errorf("re-run: step %s = %s, want skipped", s.Step.ID, s.Status)
+			}
+		}
+	}
+	env2, err := envfile.Read(envPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"JWT_SECRET", "LIV_API_KEY", "REDIS_URL", "DATABASE_URL"} {
+		if env1[k] != env2[k] {
+			t.Errorf("re-run changed %s", k)
+		}
+	}
+	for _, a := range f.apps(ctx) {
+		if a.RestartTime != restarts[a.Name] || a.PID != online[a.Name] {
+			t.Errorf("re-run restarted %s (restarts %d→%d, pid %d→%d)", a.Name, restarts[a.Name], a.RestartTime, online[a.Name], a.PID)
+		}
+	}
+	// no secret in anything the runs logged
+	logs := f.logs.String()
+	for _, k := range []string{"JWT_SECRET", "LIV_API_KEY", "REDIS_URL", "DATABASE_URL"} {
+		if strings.Contains(logs, env1[k]) {
+			t.Errorf("the pipeline log holds the value of %s", k)
+		}
+	}
+	// a journal is never left behind by a finished run
+	if _, err := os.Stat(filepath.Join(f.state, "journal.jsonl")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("journal left behind: %v", err)
+	}
+	if _, ok, _ := setup.LoadLastRun(f.state); !ok {
+		t.Error("no last-run record")
+	}
+}

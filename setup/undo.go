@@ -1,0 +1,186 @@
+package setup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/livinity/livinity-agent/setup/journal"
+)
+
+// rollback undoes every operation of the journal not yet undone, newest first. First it
+// ends every command the run started (after a crash they may still be writing into the
+// tree). An undo that fails is logged and the rest continue; the journal is removed only
+// when all succeeded, so that the next run tries the failed ones again.
+func rollback(ctx context.Context, j *journal.Journal, opts Options, log *slog.Logger) error {
+	ops := j.Ops()
+	var errs []error
+	for _, op := range ops {
+		if op.Kind == journal.KindKillGroup {
+			killGroup(op)
+			j.MarkUndone(op.Seq)
+		}
+	}
+	for i := len(ops) - 1; i >= 0; i-- {
+		op := ops[i]
+		if op.Kind == journal.KindKillGroup {
+			continue
+		}
+		if err := undo(ctx, op, opts); err != nil {
+			log.Error("undo failed; continuing with the rest", "step", op.Step, "kind", op.Kind, "path", op.Path, "err", err)
+			errs = append(errs, fmt.Errorf("undo %s of step %s: %w", op.Kind, op.Step, err))
+			continue
+		}
+		log.Info("undone", "step", op.Step, "kind", op.Kind, "path", op.Path)
+		j.MarkUndone(op.Seq)
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	return j.Remove()
+}
+
+// undoStep undoes the operations of one (optional) step that failed, newest first.
+func undoStep(ctx context.Context, j *journal.Journal, step string, opts Options, log *slog.Logger) error {
+	ops := j.Ops()
+	var errs []error
+	for i := len(ops) - 1; i >= 0; i-- {
+		op := ops[i]
+		if op.Step != step {
+			continue
+		}
+		var err error
+		if op.Kind == journal.KindKillGroup {
+			killGroup(op)
+		} else {
+			err = undo(ctx, op, opts)
+		}
+		if err != nil {
+			log.Error("undo failed", "step", op.Step, "kind", op.Kind, "err", err)
+			errs = append(errs, err)
+			continue
+		}
+		j.MarkUndone(op.Seq)
+	}
+	return errors.Join(errs...)
+}
+
+func undo(ctx context.Context, op journal.Op, opts Options) error {
+	switch op.Kind {
+	case journal.KindRestorePath:
+		return restorePath(op)
+	case journal.KindPM2Delete, journal.KindPM2Restart, journal.KindPM2Kill:
+		if opts.PM2 == nil {
+			return errors.New("no PM2 access configured")
+		}
+		pm := opts.PM2(op.PM2Home)
+		ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		defer cancel()
+		_, running, err := pm.Apps(ctx)
+		if err != nil {
+			return err
+		}
+		if !running {
+			return nil // no daemon: nothing of ours is running
+		}
+		switch op.Kind {
+		case journal.KindPM2Delete:
+			return pm.Delete(ctx, op.Names...)
+		case journal.KindPM2Restart:
+			if err := pm.Delete(ctx, op.Names...); err != nil {
+				return err
+			}
+			if _, err := os.Stat(op.Path); err != nil {
+				return fmt.Errorf("previous ecosystem %s is gone: %w", op.Path, err)
+			}
+			return pm.StartEcosystem(ctx, op.Path, op.Names...)
+		default:
+			return pm.Kill(ctx)
+		}
+	default:
+		return fmt.Errorf("unknown undo kind %q", op.Kind)
+	}
+}
+
+// restorePath puts a path back as it was before the run; it is idempotent, so a rollback
+// that is itself interrupted can simply run again.
+func restorePath(op journal.Op) error {
+	if !filepath.IsAbs(op.Path) || filepath.Clean(op.Path) == "/" {
+		return fmt.Errorf("refusing to restore suspicious path %q", op.Path)
+	}
+	if op.Backup == "" {
+		return removeAll(op.Path)
+	}
+	if _, err := os.Lstat(op.Backup); errors.Is(err, fs.ErrNotExist) {
+		return nil // never moved aside: the path is still the original
+	}
+	if err := removeAll(op.Path); err != nil {
+		return err
+	}
+	if err := os.Rename(op.Backup, op.Path); err != nil {
+		return fmt.Errorf("restore %s: %w", op.Path, err)
+	}
+	return nil
+}
+
+func removeAll(p string) error {
+	if err := os.RemoveAll(p); err != nil {
+		return fmt.Errorf("remove %s: %w", p, err)
+	}
+	return nil
+}
+
+// removeBackups deletes the backups of a committed run.
+func removeBackups(ops []journal.Op, log *slog.Logger) {
+	for _, op := range ops {
+		if op.Kind == journal.KindRestorePath && op.Backup != "" {
+			if err := os.RemoveAll(op.Backup); err != nil {
+				log.Warn("could not remove backup", "path", op.Backup, "err", err)
+			}
+		}
+	}
+}
+
+// killGroup kills what is left of a command's process group: every process whose group
+// is the recorded leader's pid and that started no earlier than the leader (the leader
+// itself may be gone while its children still write into the tree).
+func killGroup(op journal.Op) {
+	if op.PID <= 1 || op.StartTime == 0 {
+		return
+	}
+	for i := 0; i < 100; i++ {
+		left := groupMembers(op.PID, op.StartTime)
+		if len(left) == 0 {
+			return
+		}
+		for _, pid := range left {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// groupMembers lists live (non-zombie) processes in process group pgid started at or after
+// notBefore.
+func groupMembers(pgid int, notBefore uint64) []int {
+	entries, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		st, ok := readStat(pid)
+		if ok && st.pgrp == pgid && st.start >= notBefore && st.state != "Z" {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
