@@ -15,6 +15,15 @@ import (
 	"time"
 )
 
+// needSandbox fails the test at once, with the reason, unless a sandbox can boot here
+// (root, systemd, util-linux): before any host-side setup that would fail less clearly.
+func needSandbox(t *testing.T) {
+	t.Helper()
+	if _, _, err := preflight(); err != nil {
+		t.Fatalf("sdsandbox: %v", err)
+	}
+}
+
 // up boots a sandbox with Up (not New: these tests inspect the host after Down), logs the
 // boot time and makes sure it is powered off at cleanup.
 func up(t *testing.T, opts Options) *Sandbox {
@@ -75,6 +84,7 @@ func wantProps(t *testing.T, s *Sandbox, unit string, want map[string]string) {
 // TestHostTmpSurvives is the hazard test: systemd-tmpfiles-setup inside empties /tmp and
 // /var/tmp, which must be the sandbox's own and never the host's.
 func TestHostTmpSurvives(t *testing.T) {
+	needSandbox(t)
 	old := time.Now().Add(-60 * 24 * time.Hour) // also bait for age-based cleaning
 	canaries := map[string]string{}
 	for _, dir := range []string{"/tmp", "/var/tmp"} {
@@ -121,6 +131,7 @@ func TestHostTmpSurvives(t *testing.T) {
 // TestIsolation checks the file system and namespace isolation from inside and the host
 // after Down.
 func TestIsolation(t *testing.T) {
+	needSandbox(t)
 	hostDir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(hostDir, "hello"), []byte("from the host\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -202,6 +213,7 @@ func TestIsolation(t *testing.T) {
 
 // TestHostNet checks that HostNet shares the host's network namespace.
 func TestHostNet(t *testing.T) {
+	needSandbox(t)
 	hostNet, err := os.Readlink("/proc/self/ns/net")
 	if err != nil {
 		t.Fatal(err)
@@ -238,6 +250,7 @@ ExecStart=%s
 // TestNotifyService installs Type=notify units inside: one that signals readiness
 // becomes active once it does, one that never does fails on its start timeout.
 func TestNotifyService(t *testing.T) {
+	needSandbox(t)
 	s := New(t, Options{})
 	ctx := t.Context()
 	install := func(name, script, timeout string) {
@@ -281,6 +294,7 @@ func TestNotifyService(t *testing.T) {
 // TestDown checks that Down ends commands and services inside, leaves no process in the
 // sandbox's pid namespace, removes its cgroups, and can be called again.
 func TestDown(t *testing.T) {
+	needSandbox(t)
 	s := up(t, Options{})
 	cmd, err := s.Start(t.Context(), "sleep", "1000")
 	if err != nil {
@@ -363,6 +377,7 @@ func TestMain(m *testing.M) {
 // TestCrashedTestBinaryLeavesNothing kills a test binary that holds a running sandbox
 // without Down: the sandbox must die with it, and the next Up removes its empty cgroups.
 func TestCrashedTestBinaryLeavesNothing(t *testing.T) {
+	needSandbox(t)
 	child := osexec.Command(os.Args[0], "-test.run=^$")
 	child.Env = append(os.Environ(), crashChildEnv+"="+t.TempDir())
 	child.Stderr = os.Stderr
