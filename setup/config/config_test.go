@@ -31,6 +31,8 @@ func TestLoadInvalid(t *testing.T) {
 			"load testdata/invalid-domain-missing.json: domain: missing; want a hostname like home.example.com, or localhost"},
 		{"testdata/invalid-domain-scheme.json",
 			"load testdata/invalid-domain-scheme.json: domain: \"https://home.example.com/\" has a scheme; want the bare hostname \"home.example.com\""},
+		{"testdata/invalid-duplicate-key.json",
+			"load testdata/invalid-duplicate-key.json: 2 problems:\nports.api: appears more than once; keep one\ndomain: appears more than once; keep one"},
 		{"testdata/invalid-empty.json",
 			"load testdata/invalid-empty.json: setup.json is empty; want an object like {\"domain\": \"localhost\"}"},
 		{"testdata/invalid-gmail-voice.json",
@@ -466,6 +468,17 @@ func TestParseDetails(t *testing.T) {
 	}, "\n")
 	if err == nil || err.Error() != want {
 		t.Errorf("number forms: error = %v\nwant\n%s", err, want)
+	}
+}
+
+func TestNesting(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{`{"domain":` + strings.Repeat("[", 40) + strings.Repeat("]", 40) + `}`, "invalid JSON: nested more than 32 levels deep; setup.json needs 6"},
+		{strings.Repeat("[", 20000) + strings.Repeat("]", 20000), "invalid JSON at line 1, column 10001: invalid character '[' exceeded max depth"},
+	} {
+		if _, err := Parse([]byte(tt.in)); err == nil || err.Error() != tt.want {
+			t.Errorf("Parse of deep nesting: %v; want %s", err, tt.want)
+		}
 	}
 }
 

@@ -59,11 +59,10 @@ func unjoin(err error) []error {
 // Validate's. On error the Config is nil.
 func Parse(data []byte) (*Config, error) {
 	data = bytes.TrimPrefix(data, []byte("\uFEFF"))
-	tree, err := decodeTree(data)
+	tree, errs, err := decodeTree(data)
 	if err != nil {
 		return nil, err
 	}
-	var errs []error
 	checkShape(&errs, "", tree, reflect.TypeFor[Config](), false, "")
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -94,31 +93,87 @@ func decodeErrorPath(err error) string {
 	return "a key"
 }
 
+// maxDepth bounds nesting; setup.json needs 6 levels.
+const maxDepth = 32
+
 // decodeTree decodes data into maps, slices, strings, bools and json.Numbers, rejecting
-// an empty input, bad syntax and anything after the first value.
-func decodeTree(data []byte) (any, error) {
+// an empty input, bad syntax, too deep nesting and anything after the first value. A key
+// that appears twice in one object is a *FieldError (the decoder would silently keep one).
+func decodeTree(data []byte) (any, []error, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
-		return nil, errors.New(`setup.json is empty; want an object like {"domain": "localhost"}`)
+		return nil, nil, errors.New(`setup.json is empty; want an object like {"domain": "localhost"}`)
 	}
+	// A plain Decode first: its syntax errors point just past the bad byte, consistently.
 	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	var tree any
-	if err := dec.Decode(&tree); err != nil {
+	var raw json.RawMessage
+	if err := dec.Decode(&raw); err != nil {
 		var se *json.SyntaxError
 		if errors.As(err, &se) {
-			return nil, fmt.Errorf("invalid JSON at %s: %s", position(data, se.Offset-1), se.Error())
+			return nil, nil, fmt.Errorf("invalid JSON at %s: %s", position(data, se.Offset-1), se.Error())
 		}
 		if errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, fmt.Errorf("invalid JSON at %s: the file ends inside a value; want every { and [ closed", position(data, int64(len(data))))
+			return nil, nil, fmt.Errorf("invalid JSON at %s: the file ends inside a value; want every { and [ closed", position(data, int64(len(data))))
 		}
-		return nil, fmt.Errorf("invalid JSON: %w", err)
+		return nil, nil, fmt.Errorf("invalid JSON: %w", err)
 	}
 	rest := dec.InputOffset()
 	rest += int64(len(data[rest:]) - len(bytes.TrimLeft(data[rest:], " \t\r\n")))
 	if rest < int64(len(data)) {
-		return nil, fmt.Errorf("invalid JSON at %s: unexpected data after the top-level object; want a single object", position(data, rest))
+		return nil, nil, fmt.Errorf("invalid JSON at %s: unexpected data after the top-level object; want a single object", position(data, rest))
 	}
-	return tree, nil
+	tokens := json.NewDecoder(bytes.NewReader(raw))
+	tokens.UseNumber()
+	var dups []error
+	tree, err := readValue(tokens, "", 0, &dups)
+	if err != nil {
+		return nil, nil, fmt.Errorf("invalid JSON: %w", err)
+	}
+	return tree, dups, nil
+}
+
+// readValue reads one JSON value from dec's token stream.
+func readValue(dec *json.Decoder, path string, depth int, dups *[]error) (any, error) {
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, err
+	}
+	delim, ok := tok.(json.Delim)
+	if !ok {
+		return tok, nil // string, json.Number, bool or nil
+	}
+	if depth == maxDepth {
+		return nil, fmt.Errorf("nested more than %d levels deep; setup.json needs 6", maxDepth)
+	}
+	if delim == '[' {
+		arr := []any{}
+		for dec.More() {
+			v, err := readValue(dec, path, depth+1, dups)
+			if err != nil {
+				return nil, err
+			}
+			arr = append(arr, v)
+		}
+		_, err := dec.Token() // ]
+		return arr, err
+	}
+	obj := map[string]any{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		key := tok.(string) // the decoder only returns strings in key position
+		v, err := readValue(dec, child(path, key), depth+1, dups)
+		if err != nil {
+			return nil, err
+		}
+		if _, dup := obj[key]; dup {
+			*dups = append(*dups, &FieldError{Path: child(path, key), Problem: "appears more than once", Fix: "keep one"})
+		}
+		obj[key] = v
+	}
+	_, err = dec.Token() // }
+	return obj, err
 }
 
 // position is "line L, column C" (1-based, columns in bytes) of byte offset off in data.
