@@ -16,9 +16,6 @@ import (
 	"github.com/livinity/livinity-agent/setup/config"
 )
 
-// DefaultMemoryLimitMB is the memory limit of a service whose config sets none.
-const DefaultMemoryLimitMB = 500
-
 // App is one entry of an ecosystem file's apps array; the JSON names are PM2's.
 type App struct {
 	Name string `json:"name"`
@@ -66,8 +63,9 @@ func MemoryVenvPython(cfg *config.Config) string {
 	return filepath.Join(cfg.Paths.NexusBaseDir, "packages", "memory", "venv", "bin", "python3")
 }
 
-// Apps returns the five LivOS apps in config.ServiceNames order. nexus-memory runs on its
-// venv's python when that file exists, else on opts.Python.
+// Apps returns the five LivOS apps in config.ServiceNames order. Each restarts above its
+// service's memory limit (agent.services.<name>.memoryLimitMB, default 500). nexus-memory
+// runs on its venv's python when that file exists, else on opts.Python.
 func Apps(cfg *config.Config, opts Options) []App {
 	livos, nexus := cfg.Paths.LivosBaseDir, cfg.Paths.NexusBaseDir
 	node := opts.Node
@@ -86,10 +84,7 @@ func Apps(cfg *config.Config, opts Options) []App {
 		if portKey != "" {
 			env[portKey] = strconv.Itoa(port)
 		}
-		limit := cfg.Agent.Services[name].MemoryLimitMB
-		if limit <= 0 {
-			limit = DefaultMemoryLimitMB
-		}
+		limitMB := cfg.ServiceSettings(name).MemoryLimitBytes >> 20
 		logs := LogDir(cfg)
 		return App{
 			Name:                   name,
@@ -98,7 +93,7 @@ func Apps(cfg *config.Config, opts Options) []App {
 			Args:                   args,
 			Cwd:                    cwd,
 			Env:                    env,
-			MaxMemoryRestart:       strconv.Itoa(limit) + "M",
+			MaxMemoryRestart:       strconv.FormatUint(limitMB, 10) + "M",
 			ExpBackoffRestartDelay: expBackoffRestartDelayMS,
 			Autorestart:            true,
 			KillTimeout:            killTimeoutMS,
