@@ -8,9 +8,13 @@
 // 4.14), the whole sum switches to RSS (from smaps_rollup where readable, else the VmRSS
 // of /proc/<pid>/status) so that one figure never mixes the two; Usage.Kind says which.
 //
-// The tree is found in one pass over <proc>/*/stat, building a parent map; a process
-// that exits during the walk is left out. A Memory call costs one stat read per process
-// on the host plus one smaps_rollup read per process in the tree (see BenchmarkMemory).
+// The tree is found in one pass over <proc>/*/stat building a parent map (Scan); a
+// process that exits during the walk is left out. This was measured against gopsutil's
+// Process.Children applied recursively, which rescans all of /proc for every process in
+// the tree: on a 3-process tree the one pass was 15-20 times cheaper. A Memory call
+// costs one stat read per process on the host plus one smaps_rollup read per process in
+// the tree; a supervisor measuring several services per period should Scan once and
+// call Table.Memory for each (see BenchmarkMemory and BenchmarkTableMemory).
 package proctree
 
 import (
@@ -45,7 +49,7 @@ type Usage struct {
 }
 
 // Sampler reads process trees under a proc file system root. It keeps no state between
-// calls and may be used from several goroutines.
+// calls and may be used from several goroutines; so may a Table.
 type Sampler struct {
 	root string
 }
@@ -64,22 +68,100 @@ func Memory(pid int32) (Usage, error) {
 	return NewSampler("").Memory(pid)
 }
 
-// Memory measures pid and all its descendants. It returns an error wrapping ErrNoProcess
-// when pid is gone (or a zombie) and an error naming the path when the proc file system
-// cannot be listed.
+// Memory measures pid and all its descendants from a fresh Scan. It returns an error
+// wrapping ErrNoProcess when pid is gone (or a zombie) and an error naming the path when
+// the proc file system cannot be listed. To measure several trees in one period, Scan
+// once and call Table.Memory for each.
 func (s *Sampler) Memory(pid int32) (Usage, error) {
-	if pid <= 0 {
-		return Usage{}, fmt.Errorf("measure process tree: pid %d is not a process id: use a pid > 0", pid)
+	if err := checkPID(pid); err != nil {
+		return Usage{}, err
 	}
-	tree, err := s.tree(pid)
+	t, err := s.Scan()
 	if err != nil {
 		return Usage{}, err
 	}
+	return t.Memory(pid)
+}
+
+func checkPID(pid int32) error {
+	if pid <= 0 {
+		return fmt.Errorf("measure process tree: pid %d is not a process id: use a pid > 0", pid)
+	}
+	return nil
+}
+
+// Table is the parent/child map of the processes seen by one Scan. The memory figures
+// are read when Table.Memory is called, not at the Scan.
+type Table struct {
+	s        *Sampler
+	children map[int32][]int32 // sorted by Scan
+	present  map[int32]bool
+}
+
+// Scan reads <root>/*/stat once. It costs one small read per process on the host, the
+// bulk of a Memory call.
+func (s *Sampler) Scan() (*Table, error) {
+	d, err := os.Open(s.root)
+	if err != nil {
+		return nil, fmt.Errorf("measure process tree: list processes: %w", err)
+	}
+	names, err := d.Readdirnames(-1)
+	d.Close()
+	if err != nil {
+		return nil, fmt.Errorf("measure process tree: list processes in %s: %w", s.root, err)
+	}
+	t := &Table{s: s, children: make(map[int32][]int32), present: make(map[int32]bool, len(names))}
+	buf := make([]byte, 1024)
+	for _, name := range names {
+		if name == "" || name[0] < '0' || name[0] > '9' {
+			continue
+		}
+		p, err := strconv.ParseInt(name, 10, 32)
+		if err != nil {
+			continue
+		}
+		n, err := readFile(filepath.Join(s.root, name, "stat"), buf)
+		if err != nil {
+			continue // exited since the listing
+		}
+		ppid, ok := parsePPID(buf[:n])
+		if !ok {
+			continue
+		}
+		t.present[int32(p)] = true
+		t.children[ppid] = append(t.children[ppid], int32(p))
+	}
+	for _, kids := range t.children {
+		slices.Sort(kids)
+	}
+	return t, nil
+}
+
+// Memory measures pid and its descendants as the Table knows them; see Sampler.Memory.
+// A process that exited since the Scan is left out; the main pid gone gives ErrNoProcess.
+func (t *Table) Memory(pid int32) (Usage, error) {
+	if err := checkPID(pid); err != nil {
+		return Usage{}, err
+	}
+	if !t.present[pid] {
+		return Usage{}, fmt.Errorf("measure process tree of pid %d: %w", pid, ErrNoProcess)
+	}
+	tree := []int32{pid}
+	seen := map[int32]bool{pid: true}
+	for i := 0; i < len(tree); i++ {
+		for _, k := range t.children[tree[i]] {
+			if !seen[k] {
+				seen[k] = true
+				tree = append(tree, k)
+			}
+		}
+	}
+
 	u := Usage{Kind: KindPSS, PIDs: make([]int32, 0, len(tree))}
 	var pss, rss uint64
 	buf := make([]byte, 4096)
 	for i, p := range tree {
-		m, err := s.mem(p, buf)
+		m, err := t.s.mem(p, buf)
 		if err != nil {
 			if i == 0 {
 				return Usage{}, fmt.Errorf("measure process tree of pid %d: %w", pid, err)
@@ -98,59 +180,6 @@ func (s *Sampler) Memory(pid int32) (Usage, error) {
 		u.Bytes = rss
 	}
 	return u, nil
-}
-
-// tree returns pid followed by its descendants, from one pass over <root>/*/stat.
-func (s *Sampler) tree(pid int32) ([]int32, error) {
-	d, err := os.Open(s.root)
-	if err != nil {
-		return nil, fmt.Errorf("measure process tree: list processes: %w", err)
-	}
-	names, err := d.Readdirnames(-1)
-	d.Close()
-	if err != nil {
-		return nil, fmt.Errorf("measure process tree: list processes in %s: %w", s.root, err)
-	}
-	children := make(map[int32][]int32)
-	found := false
-	buf := make([]byte, 1024)
-	for _, name := range names {
-		if name == "" || name[0] < '0' || name[0] > '9' {
-			continue
-		}
-		p, err := strconv.ParseInt(name, 10, 32)
-		if err != nil {
-			continue
-		}
-		n, err := readFile(filepath.Join(s.root, name, "stat"), buf)
-		if err != nil {
-			continue // exited since the listing
-		}
-		ppid, ok := parsePPID(buf[:n])
-		if !ok {
-			continue
-		}
-		if int32(p) == pid {
-			found = true
-		}
-		children[ppid] = append(children[ppid], int32(p))
-	}
-	if !found {
-		return nil, fmt.Errorf("measure process tree of pid %d: %w", pid, ErrNoProcess)
-	}
-	out := []int32{pid}
-	seen := map[int32]bool{pid: true}
-	for i := 0; i < len(out); i++ {
-		kids := children[out[i]]
-		slices.Sort(kids)
-		for _, k := range kids {
-			if !seen[k] {
-				seen[k] = true
-				out = append(out, k)
-			}
-		}
-	}
-	return out, nil
 }
 
 // parsePPID returns the fourth field of a stat line, "pid (comm) state ppid ...". comm

@@ -64,6 +64,72 @@ func TestFixture(t *testing.T) {
 	}
 }
 
+func TestTableMeasuresSeveralTrees(t *testing.T) {
+	tab, err := NewSampler("testdata/proc").Scan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for pid, want := range map[int32]Usage{
+		100: {Bytes: 101000 * kB, Kind: KindPSS, PIDs: []int32{100, 101, 102}},
+		300: {Bytes: 67000 * kB, Kind: KindRSS, PIDs: []int32{300, 301}},
+		200: {Bytes: 5000 * kB, Kind: KindPSS, PIDs: []int32{200}},
+	} {
+		got, err := tab.Memory(pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Bytes != want.Bytes || got.Kind != want.Kind || !slices.Equal(got.PIDs, want.PIDs) {
+			t.Errorf("Memory(%d) = %+v, want %+v", pid, got, want)
+		}
+	}
+}
+
+// TestProcessExitsAfterScan kills a child between the Scan and the measurement: it is
+// left out. Then the main process dies too: ErrNoProcess.
+func TestProcessExitsAfterScan(t *testing.T) {
+	parent, kids := startTree(t, 2, 20)
+	tab, err := NewSampler("").Scan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(int(kids[0]), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitZombie(t, kids[0])
+	u, err := tab.Memory(parent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []int32{parent, kids[1]}; !slices.Equal(u.PIDs, want) {
+		t.Errorf("pids = %v, want %v (the killed child left out)", u.PIDs, want)
+	}
+	if err := syscall.Kill(int(parent), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitZombie(t, parent)
+	if _, err := tab.Memory(parent); !errors.Is(err, ErrNoProcess) {
+		t.Errorf("Memory of a main pid killed after the scan: %v, want ErrNoProcess", err)
+	}
+}
+
+// waitZombie waits until pid has exited and is not yet reaped, or is gone.
+func waitZombie(t *testing.T, pid int32) {
+	t.Helper()
+	stat := fmt.Sprintf("/proc/%d/stat", pid)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		b, err := os.ReadFile(stat)
+		if err != nil {
+			return // reaped
+		}
+		if s := string(b); strings.Contains(s[strings.LastIndexByte(s, ')'):], ") Z ") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d did not exit", pid)
+		}
+	}
+}
+
 func TestMissingProcRoot(t *testing.T) {
 	_, err := NewSampler("testdata/no-such-proc").Memory(1)
 	if err == nil || errors.Is(err, ErrNoProcess) || !strings.Contains(err.Error(), "testdata/no-such-proc") {
@@ -225,31 +291,22 @@ func TestMemoryOfGoneProcess(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer cmd.Wait()
-		pid := cmd.Process.Pid
-		stat := fmt.Sprintf("/proc/%d/stat", pid)
-		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-			b, err := os.ReadFile(stat)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if s := string(b); strings.Contains(s[strings.LastIndexByte(s, ')'):], ") Z ") {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("child did not become a zombie")
-			}
+		pid := int32(cmd.Process.Pid)
+		waitZombie(t, pid)
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
+			t.Fatalf("the unreaped child should still be listed: %v", err)
 		}
-		_, err := Memory(int32(pid))
+		_, err := Memory(pid)
 		if !errors.Is(err, ErrNoProcess) {
 			t.Errorf("Memory of a zombie: %v, want ErrNoProcess", err)
 		}
 	})
 }
 
-// BenchmarkMemory measures one call on a 3-process tree (a parent and two children).
+// BenchmarkMemory measures one call on a 3-process tree (a parent and two children),
+// the scan of every process on the host included.
 func BenchmarkMemory(b *testing.B) {
 	parent, _ := startTree(b, 2, 1)
-	b.ResetTimer()
 	for b.Loop() {
 		u, err := Memory(parent)
 		if err != nil {
@@ -257,6 +314,35 @@ func BenchmarkMemory(b *testing.B) {
 		}
 		if len(u.PIDs) != 3 {
 			b.Fatalf("pids = %v, want 3", u.PIDs)
+		}
+	}
+}
+
+// BenchmarkTableMemory measures the same tree from a Table scanned once: the cost per
+// extra service when a supervisor scans once per period.
+func BenchmarkTableMemory(b *testing.B) {
+	parent, _ := startTree(b, 2, 1)
+	tab, err := NewSampler("").Scan()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		u, err := tab.Memory(parent)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(u.PIDs) != 3 {
+			b.Fatalf("pids = %v, want 3", u.PIDs)
+		}
+	}
+}
+
+// BenchmarkScan measures the one pass over /proc alone.
+func BenchmarkScan(b *testing.B) {
+	s := NewSampler("")
+	for b.Loop() {
+		if _, err := s.Scan(); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
