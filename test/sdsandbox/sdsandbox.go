@@ -139,8 +139,12 @@ func Up(ctx context.Context, dir string, opts Options) (*Sandbox, error) {
 		if err := os.MkdirAll(hostDir, 0o755); err != nil {
 			return nil, fmt.Errorf("create sandbox host dir: %w", err)
 		}
-	} else if fi, err := os.Stat(hostDir); err != nil || !fi.IsDir() || !filepath.IsAbs(hostDir) {
-		return nil, fmt.Errorf("options: HostDir %q must be an absolute path to an existing directory (stat: %v)", hostDir, err)
+	} else if !filepath.IsAbs(hostDir) {
+		return nil, fmt.Errorf("options: HostDir %q is relative: give an absolute path to an existing directory", hostDir)
+	} else if fi, err := os.Stat(hostDir); err != nil {
+		return nil, fmt.Errorf("options: HostDir %q: %w: give an existing directory", hostDir, err)
+	} else if !fi.IsDir() {
+		return nil, fmt.Errorf("options: HostDir %q is not a directory: give an existing directory", hostDir)
 	}
 
 	s := &Sandbox{dir: dir, opts: opts, nsenter: nsenter, launcherDone: make(chan struct{})}

@@ -423,3 +423,32 @@ func TestCrashedTestBinaryLeavesNothing(t *testing.T) {
 	}
 	down(t, s)
 }
+
+// TestUpRejectsBadHostDir checks that a bad HostDir is refused, naming the field, before
+// anything is started.
+func TestUpRejectsBadHostDir(t *testing.T) {
+	needSandbox(t)
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ hostDir, want string }{
+		{"relative/dir", `HostDir "relative/dir" is relative`},
+		{filepath.Join(t.TempDir(), "missing"), "no such file or directory"},
+		{file, "is not a directory"},
+	} {
+		dir := t.TempDir()
+		s, err := Up(t.Context(), dir, Options{HostDir: tc.hostDir})
+		if err == nil {
+			s.Down()
+			t.Errorf("Up with HostDir %q succeeded", tc.hostDir)
+			continue
+		}
+		if !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "HostDir") {
+			t.Errorf("Up with HostDir %q: error %q, want it to name HostDir and say %q", tc.hostDir, err, tc.want)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "console.log")); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("Up with HostDir %q started a sandbox before refusing it (console.log: %v)", tc.hostDir, err)
+		}
+	}
+}
