@@ -526,3 +526,15 @@ func TestLoadReadsOnly(t *testing.T) {
 		t.Errorf("Load of a big file: %v; want %s", err, want)
 	}
 }
+
+func BenchmarkParseFull(b *testing.B) {
+	data, err := os.ReadFile("testdata/valid-full.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := Parse(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

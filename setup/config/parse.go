@@ -53,7 +53,8 @@ func unjoin(err error) []error {
 }
 
 // Parse decodes setup.json: it starts from Default, rejects JSON syntax errors, data after
-// the top-level object, unknown keys and values of the wrong JSON type, fills
+// the top-level object, keys that appear twice in one object, unknown keys (matched
+// case-sensitively) and values of the wrong JSON type, fills
 // telegram.dmPolicy, then runs Validate. A leading UTF-8 byte order mark is ignored.
 // Key or type problems are returned all at once as an errors.Join of *FieldError, as are
 // Validate's. On error the Config is nil.

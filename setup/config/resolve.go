@@ -117,11 +117,6 @@ const fingerprintVersion = 1
 func (c *Config) Fingerprint() string {
 	flat := *c
 	flat.Agent.Services = nil
-	if c.Telegram != nil && c.Telegram.DMPolicy == "" {
-		t := *c.Telegram
-		t.DMPolicy = defaultDMPolicy
-		flat.Telegram = &t
-	}
 	b, err := json.Marshal(struct {
 		Version  int
 		Config   Config

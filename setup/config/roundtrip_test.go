@@ -115,10 +115,6 @@ func TestFingerprint(t *testing.T) {
 	if noPolicy.Fingerprint() != withPolicy {
 		t.Error("an absent dmPolicy and \"pairing\" give different fingerprints")
 	}
-	noPolicy.Telegram.DMPolicy = "" // as a Config built in code may have it
-	if noPolicy.Fingerprint() != withPolicy {
-		t.Error("an empty DMPolicy and \"pairing\" give different fingerprints")
-	}
 	different := []string{
 		`{"domain": "localhost", "useHttps": true}`,
 		`{"domain": "example.com"}`,

@@ -45,7 +45,8 @@ func (v *validator) add(path, value, problem, fix string) {
 // Validate reports every problem of c at once, as an errors.Join of *FieldError in
 // document order (services in ServiceNames order, then unknown ones sorted). It checks the
 // Config as it is: Parse has already filled the defaults, a Config built in code should
-// start from Default. Zero fields of agent.services mean "the default" and are accepted.
+// start from Default (and set Telegram.DMPolicy if it sets Telegram). Zero fields of
+// agent.services mean "the default" and are accepted.
 func (c *Config) Validate() error {
 	v := &validator{}
 	if problem, fix := domainProblem(c.Domain); problem != "" {
