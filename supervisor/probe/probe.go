@@ -135,7 +135,7 @@ func (s Spec) Validate() error {
 	if s.Port < 1 || s.Port > 65535 {
 		return fmt.Errorf("probe: port %d is out of range: use 1-65535", s.Port)
 	}
-	if strings.ContainsAny(s.Host, "/?#@[] \t\r\n") {
+	if strings.ContainsAny(s.Host, "/?#@[] \t\r\n") || (strings.Contains(s.Host, ":") && net.ParseIP(s.Host) == nil) {
 		return fmt.Errorf("probe: host %q is not a bare host name or IP address: drop scheme, port and path", s.Host)
 	}
 	if s.Kind == KindHTTP {
@@ -200,13 +200,13 @@ func classify(ctx context.Context, what string, err error) (Outcome, string) {
 	if errors.Is(ctx.Err(), context.Canceled) {
 		return Error, what + ": probe interrupted: " + ctx.Err().Error()
 	}
+	if localTrouble(err) {
+		return Error, what + ": probe could not run: " + err.Error()
+	}
 	var ne net.Error
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) ||
 		(errors.As(err, &ne) && ne.Timeout()) {
 		return Failure, what + ": no answer before the deadline"
-	}
-	if localTrouble(err) {
-		return Error, what + ": probe could not run: " + err.Error()
 	}
 	return Failure, what + ": " + err.Error()
 }

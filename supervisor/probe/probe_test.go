@@ -260,7 +260,8 @@ func TestInvalidSpecIsError(t *testing.T) {
 		{"empty kind", Spec{Port: 80}, `probe: kind is empty: set it to "http", "tcp" or "process"`},
 		{"unknown kind", Spec{Kind: "grpc", Port: 80}, `probe: kind "grpc" is not supported: use "http", "tcp" or "process"`},
 		{"port too big", Spec{Kind: KindHTTP, Port: 70000}, "probe: port 70000 is out of range: use 1-65535"},
-		{"host with port", Spec{Kind: KindTCP, Host: "http://localhost", Port: 80}, `probe: host "http://localhost" is not a bare host name or IP address: drop scheme, port and path`},
+		{"host with scheme", Spec{Kind: KindTCP, Host: "http://localhost", Port: 80}, `probe: host "http://localhost" is not a bare host name or IP address: drop scheme, port and path`},
+		{"host with port", Spec{Kind: KindTCP, Host: "localhost:8080", Port: 80}, `probe: host "localhost:8080" is not a bare host name or IP address: drop scheme, port and path`},
 		{"path for tcp", Spec{Kind: KindTCP, Port: 80, Path: "/x"}, `probe: path "/x" applies only to kind http, not tcp: remove it`},
 		{"status for process", Spec{Kind: KindProcess, ExpectStatus: 200}, "probe: expectStatus 200 applies only to kind http, not process: remove it"},
 		{"body for tcp", Spec{Kind: KindTCP, Port: 80, BodyContains: "ok"}, "probe: bodyContains applies only to kind http, not tcp: remove it"},
@@ -278,6 +279,20 @@ func TestInvalidSpecIsError(t *testing.T) {
 				t.Errorf("Check = %s (%q), want error %q", r.Outcome, r.Detail, tt.wantErr)
 			}
 		})
+	}
+}
+
+func TestValidSpecs(t *testing.T) {
+	for _, s := range []Spec{
+		{Kind: KindHTTP, Port: 80},
+		{Kind: KindHTTP, Host: "localhost", Port: 8080, Path: "/api/health?full=1", ExpectStatus: 204, BodyContains: "ok"},
+		{Kind: KindTCP, Host: "::1", Port: 5432},
+		{Kind: KindProcess},
+		{Kind: KindProcess, Port: 3000}, // the service's port, filled in generically, is ignored
+	} {
+		if err := s.Validate(); err != nil {
+			t.Errorf("Validate(%+v) = %v, want nil", s, err)
+		}
 	}
 }
 

@@ -90,7 +90,8 @@ func (t Timing) Validate() error {
 	return errors.Join(errs...)
 }
 
-// CheckFunc runs one check bounded by ctx; Checker makes one from a Spec.
+// CheckFunc runs one check bounded by ctx and must return soon after ctx is done;
+// Checker makes one from a Spec.
 type CheckFunc func(ctx context.Context) Result
 
 // Change is a change of a Worker's debounced state.
