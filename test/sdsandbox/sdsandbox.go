@@ -112,7 +112,7 @@ type Sandbox struct {
 
 // Up boots a sandbox and waits until systemd inside reports "running" or "degraded" (a
 // degraded boot is not an error: see BootState). dir keeps the sandbox's host-side state
-// (console.log holds the init's trace and anything systemd printed before its journal
+// (console.log holds the init's errors and anything systemd printed before its journal
 // ran); it is created if missing. Up never leaves anything running when it fails.
 func Up(ctx context.Context, dir string, opts Options) (*Sandbox, error) {
 	if opts.BootTimeout <= 0 {
