@@ -538,3 +538,33 @@ func BenchmarkParseFull(b *testing.B) {
 		}
 	}
 }
+
+// TestParseCases covers checks that the testdata files leave out, with the exact text.
+func TestParseCases(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{`{"domain": "localhost", "discord": {}, "gmail": {"clientSecret": "x"}}`,
+			"discord.botToken: missing; want the bot token from the Discord developer portal (Bot, Reset Token), or remove the discord section\ndiscord.applicationId: missing; want the application ID (17 to 20 digits) from the Discord developer portal\ngmail.clientId: missing; want the OAuth client ID ending in .apps.googleusercontent.com, or remove the gmail section"},
+		{`{"domain": "localhost", "paths": {"livosBaseDir": "/", "nexusBaseDir": "/opt/ne\u0001xus"}}`,
+			"paths.livosBaseDir: \"/\" is the root directory; want a directory of its own like /opt/livos\npaths.nexusBaseDir: \"/opt/ne\\x01xus\" contains a control character; want an absolute path like /opt/nexus"},
+		{`{"domain": "localhost", "paths": {"livosBaseDir": "/opt/nexus/livos"}}`,
+			"paths.livosBaseDir: \"/opt/nexus/livos\" is inside paths.nexusBaseDir; want a directory outside it like /opt/livos"},
+		{`{"domain": "localhost", "agent": {"metrics": {"listen": "127.0.0.1:http"}}}`,
+			"agent.metrics.listen: \"127.0.0.1:http\" does not have a port from 1 to 65535; want an IP address or localhost and a port, like 127.0.0.1:9847 (0.0.0.0:9847 for every interface)"},
+		{`{"domain": "localhost", "agent": {"metrics": {"listen": "[::1]:0"}}}`,
+			"agent.metrics.listen: \"[::1]:0\" does not have a port from 1 to 65535; want an IP address or localhost and a port, like 127.0.0.1:9847 (0.0.0.0:9847 for every interface)"},
+		{`{"domain": "localhost", "agent": {"services": {"livos": {"probe": {"bodyContains": "ok"}}, "nexus-mcp": {"probe": {"path": "/he alth"}}}}}`,
+			"agent.services.livos.probe.bodyContains: \"ok\" is only used by http probes; remove it or set probe.kind to \"http\"\nagent.services.nexus-mcp.probe.path: \"/he alth\" contains spaces or control characters; want a URL path like /health, with %20 for a space"},
+		{`{"domain": true, "useHttps": {}, "voice": {"deepgramApiKey": true, "cartesiaApiKey": {"a": 1}}, "gmail": {"clientSecret": [1]}, "discord": {"botToken": 12.5e3}}`,
+			"domain: true is a boolean; want a string\nuseHttps: {...} is an object; want true or false\ndiscord.botToken: (secret, 6 chars) is a number; want a string\nvoice.deepgramApiKey: (secret, 4 chars) is a boolean; want a string\nvoice.cartesiaApiKey: {...} is an object; want a string\ngmail.clientSecret: [...] is an array; want a string"},
+	}
+	for _, tt := range tests {
+		c, err := Parse([]byte(tt.in))
+		if err == nil || err.Error() != tt.want || c != nil {
+			t.Errorf("Parse(%s) error =\n%v\nwant\n%s", tt.in, err, tt.want)
+		}
+	}
+	c, err := Parse([]byte(`{"domain": "localhost", "useHttps": null, "telegram": null, "agent": {"services": null}}`))
+	if err != nil || c.Telegram != nil || c.Agent.Services != nil {
+		t.Errorf("nulls: %+v, %v; want the defaults", c, err)
+	}
+}
