@@ -206,8 +206,19 @@ func (c *Client) call(ctx context.Context, method string, args []any, out any) e
 	}
 	if err := c.write(ctx, frame); err != nil {
 		forget()
+		if errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
+			// The peer closed the connection. The reader is about to stop too, and its
+			// reason (EOF, or bytes that are not the protocol) says more than EPIPE.
+			select {
+			case <-c.done:
+			case <-ctx.Done():
+			}
+		}
 		c.fail(fmt.Errorf("write to %s: %w", c.path, err))
-		return fmt.Errorf("pm2 %s: %w", method, err)
+		c.mu.Lock()
+		reason := c.err
+		c.mu.Unlock()
+		return fmt.Errorf("pm2 %s: %w", method, reason)
 	}
 
 	select {

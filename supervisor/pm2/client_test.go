@@ -194,13 +194,16 @@ func TestClient(t *testing.T) {
 func TestClientCrashingApp(t *testing.T) {
 	t.Parallel()
 	d := startDaemon(t, 7)
-	d.pm2(t, "start", testdataPath(t, "crash.js"), "--name", "crash", "--max-restarts", "2")
+	if err := d.cli.StartEcosystem(t.Context(), testdataPath(t, "crash.config.js")); err != nil {
+		t.Fatal(err)
+	}
 	p := d.waitApp(t, "crash", func(p Process) bool { return p.Status == StatusErrored })
 	if p.ExitCode == nil || *p.ExitCode != 3 {
 		t.Fatalf("exit code %v, want 3", p.ExitCode)
 	}
-	if p.PID != 0 || p.RestartTime < 1 {
-		t.Fatalf("errored app: pid %d, restarts %d", p.PID, p.RestartTime)
+	// PM2 resets unstable_restarts and created_at (to null) when it gives up.
+	if p.PID != 0 || p.RestartTime != 1 || !p.CreatedAt.IsZero() {
+		t.Fatalf("errored app: pid %d, restarts %d, created %v", p.PID, p.RestartTime, p.CreatedAt)
 	}
 }
 
@@ -312,5 +315,19 @@ func TestCloseFailsPendingCalls(t *testing.T) {
 	c.Close()
 	if err := <-errc; !errors.Is(err, ErrClosed) {
 		t.Fatalf("pending ping after close: err = %v, want ErrClosed", err)
+	}
+}
+
+// TestClientGarbageSocket checks that a socket speaking something else is reported as a
+// protocol violation, also when it hangs up before the request is written.
+func TestClientGarbageSocket(t *testing.T) {
+	t.Parallel()
+	home := testenv.ShortTempDir(t)
+	garbageListener(t, RPCSocket(home))
+	for range 5 {
+		c := dial(t, home)
+		if err := c.Ping(t.Context()); !errors.Is(err, ErrProtocol) {
+			t.Fatalf("ping on a garbage socket: err = %v, want ErrProtocol", err)
+		}
 	}
 }

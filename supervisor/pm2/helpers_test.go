@@ -23,7 +23,7 @@ type daemon struct {
 
 // startDaemon starts a PM2 daemon of the given major version (pm2 ping starts one) with
 // env added to the pm2 command's environment.
-func startDaemon(t *testing.T, major int, env ...string) *daemon {
+func startDaemon(t testing.TB, major int, env ...string) *daemon {
 	t.Helper()
 	bin := testenv.PM2(t, major)
 	home := testenv.PM2Home(t, bin)
@@ -33,7 +33,7 @@ func startDaemon(t *testing.T, major int, env ...string) *daemon {
 }
 
 // pm2 runs a pm2 command and fails the test if it fails.
-func (d *daemon) pm2(t *testing.T, args ...string) string {
+func (d *daemon) pm2(t testing.TB, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
@@ -45,14 +45,14 @@ func (d *daemon) pm2(t *testing.T, args ...string) string {
 }
 
 // startApp starts testdata/script as app name and waits until it is online.
-func (d *daemon) startApp(t *testing.T, name, script string, extra ...string) Process {
+func (d *daemon) startApp(t testing.TB, name, script string, extra ...string) Process {
 	t.Helper()
 	d.pm2(t, append([]string{"start", testdataPath(t, script), "--name", name}, extra...)...)
 	return d.waitApp(t, name, func(p Process) bool { return p.Status == StatusOnline && p.PID > 0 })
 }
 
 // waitApp polls the native client until app name satisfies ok.
-func (d *daemon) waitApp(t *testing.T, name string, ok func(Process) bool) Process {
+func (d *daemon) waitApp(t testing.TB, name string, ok func(Process) bool) Process {
 	t.Helper()
 	c := dial(t, d.home)
 	var last Process
@@ -73,7 +73,7 @@ func (d *daemon) waitApp(t *testing.T, name string, ok func(Process) bool) Proce
 }
 
 // pid returns the daemon's pid from pm2.pid.
-func (d *daemon) pid(t *testing.T) int {
+func (d *daemon) pid(t testing.TB) int {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(d.home, "pm2.pid"))
 	if err != nil {
@@ -86,7 +86,7 @@ func (d *daemon) pid(t *testing.T) int {
 	return pid
 }
 
-func dial(t *testing.T, home string) *Client {
+func dial(t testing.TB, home string) *Client {
 	t.Helper()
 	c, err := Dial(t.Context(), home)
 	if err != nil {
@@ -96,7 +96,7 @@ func dial(t *testing.T, home string) *Client {
 	return c
 }
 
-func testdataPath(t *testing.T, name string) string {
+func testdataPath(t testing.TB, name string) string {
 	t.Helper()
 	p, err := filepath.Abs(filepath.Join("testdata", name))
 	if err != nil {
@@ -106,7 +106,7 @@ func testdataPath(t *testing.T, name string) string {
 }
 
 // waitFor polls cond every 20 ms until it holds or timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, cond func() bool, what func() string) {
+func waitFor(t testing.TB, timeout time.Duration, cond func() bool, what func() string) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
