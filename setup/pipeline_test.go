@@ -130,3 +130,42 @@ func TestOnboardThenNoChangeRerun(t *testing.T) {
 		t.Error("no last-run record")
 	}
 }
+
+// TestPathsWithQuotesSpacesAndSubstitutions onboards a tree whose path holds a quote,
+// double quotes, spaces and $(...): everything works and no shell ever interprets any of
+// it. (A path with ', " and ` together cannot be written into a .env at all; the env step
+// refuses it before anything is changed.)
+func TestPathsWithQuotesSpacesAndSubstitutions(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := newFixture(t, `it's a "tree" $(touch PWNED)`)
+	res, err := f.run(ctx)
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	for _, h := range res.Health {
+		if !h.OK {
+			t.Errorf("%s not healthy: %s", h.Service, h.Detail)
+		}
+	}
+	base := filepath.Dir(f.root)
+	err = filepath.WalkDir(base, func(p string, d os.DirEntry, err error) error {
+		if err == nil && strings.HasPrefix(d.Name(), "PWNED") {
+			t.Errorf("a shell ran a substitution from the path: %s exists", p)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{f.livos(), f.nexus(), os.TempDir(), repoRoot} {
+		if _, err := os.Stat(filepath.Join(dir, "PWNED")); err == nil {
+			t.Errorf("a shell ran a substitution from the path: %s/PWNED exists", dir)
+		}
+	}
+	for _, a := range f.apps(ctx) {
+		if a.Status != "online" {
+			t.Errorf("%s is %s", a.Name, a.Status)
+		}
+	}
+}

@@ -88,12 +88,14 @@ func LivOSSteps() []*Step {
 			},
 			Produces: func(p *Plan) []string { return []string{filepath.Join(p.Livos, "node_modules")} },
 			Action: func(ctx context.Context, x *Exec) error {
-				err := x.Command(ctx, x.Livos, "pnpm", "install", "--frozen-lockfile")
+				// pnpm's command shims export NODE_PATH with absolute paths inside double
+				// quotes, so a $(...) in the tree's path would run in every shim: leave it out
+				err := x.Command(ctx, x.Livos, "pnpm", "install", "--frozen-lockfile", "--config.extend-node-path=false")
 				if err == nil || ctx.Err() != nil {
 					return err
 				}
 				x.Log.Warn("pnpm install --frozen-lockfile failed; retrying without it", "err", err)
-				return x.Command(ctx, x.Livos, "pnpm", "install", "--no-frozen-lockfile")
+				return x.Command(ctx, x.Livos, "pnpm", "install", "--no-frozen-lockfile", "--config.extend-node-path=false")
 			},
 		},
 		buildStep(StepBuildConfig, "build @livos/config", "livos", "config", StepPnpmInstall),
@@ -138,7 +140,9 @@ func LivOSSteps() []*Step {
 				if err := x.Command(ctx, x.Nexus, "python3", "-m", "venv", venv); err != nil {
 					return err
 				}
-				return x.Command(ctx, x.Nexus, filepath.Join(venv, "bin", "pip"), "install",
+				// python -m pip, not the pip script: for a path with spaces its launcher is a
+				// shell trampoline that would expand a $(...) in the path
+				return x.Command(ctx, x.Nexus, filepath.Join(venv, "bin", "python3"), "-m", "pip", "install",
 					"--disable-pip-version-check", "--no-input", "-r",
 					filepath.Join(x.Nexus, "packages", "memory", "src", "requirements.txt"))
 			},

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -87,6 +88,10 @@ func undo(ctx context.Context, op journal.Op, opts Options) error {
 		if err != nil {
 			return err
 		}
+		if !running && op.Kind == journal.KindPM2Kill {
+			// a daemon may still be starting (the run was killed right after spawning it)
+			running = waitDaemon(ctx, op.PM2Home, pm)
+		}
 		if !running {
 			return nil // no daemon: nothing of ours is running
 		}
@@ -107,6 +112,27 @@ func undo(ctx context.Context, op journal.Op, opts Options) error {
 	default:
 		return fmt.Errorf("unknown undo kind %q", op.Kind)
 	}
+}
+
+// waitDaemon reports whether a PM2 daemon is alive under home (its pm2.pid names a live
+// process), waiting up to 10 s for its socket to answer.
+func waitDaemon(ctx context.Context, home string, pm PM2) bool {
+	b, err := os.ReadFile(filepath.Join(home, "pm2.pid"))
+	if err != nil {
+		return false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 1 || syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	for i := 0; i < 100; i++ {
+		if _, running, err := pm.Apps(ctx); err == nil && running {
+			return true
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	syscall.Kill(pid, syscall.SIGKILL) // never answered: not a daemon anyone can use
+	return false
 }
 
 // restorePath puts a path back as it was before the run; it is idempotent, so a rollback

@@ -1,0 +1,114 @@
+package setup_test
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/livinity/livinity-agent/internal/testenv"
+	"github.com/livinity/livinity-agent/setup"
+)
+
+// TestCrashDuringEveryStep kills the agent with SIGKILL while each step runs, then checks
+// that `setup --rollback` returns the tree to its state before the run (byte for byte, no
+// PM2 apps, no PM2 daemon), and, for every third step, that a plain re-run after the crash
+// completes with every service healthy.
+func TestCrashDuringEveryStep(t *testing.T) {
+	t.Parallel()
+	bin, err := buildAgent()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, step := range setup.LivOSSteps() {
+		t.Run(step.ID, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			f := newFixture(t, "tree")
+			cfgFile := filepath.Join(filepath.Dir(f.root), "setup.json")
+			b, err := f.cfg.MarshalIndent()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(cfgFile, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			before := snapshot(t, f.root)
+			agent := func(args ...string) *exec.Cmd {
+				cmd := exec.Command(bin, append([]string{"--config", cfgFile, "--state-dir", f.state,
+					"--pm2-home", f.pm2Home, "--pm2", f.pm2Bin, "--log-level", "debug"}, args...)...)
+				cmd.Env = append(os.Environ(), "PATH="+testenv.PATH(t))
+				return cmd
+			}
+
+			// run until the step starts, then kill -9
+			cmd := agent("setup")
+			stderr, err := cmd.StderrPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			marker := `msg="step started" step=` + step.ID + " "
+			killed := false
+			sc := bufio.NewScanner(stderr)
+			for sc.Scan() {
+				f.logs.Write([]byte(sc.Text() + "\n"))
+				if !killed && strings.Contains(sc.Text(), marker) {
+					cmd.Process.Signal(syscall.SIGKILL)
+					killed = true
+				}
+			}
+			cmd.Wait()
+			if !killed {
+				t.Fatalf("the run never started step %s", step.ID)
+			}
+			if _, err := os.Stat(filepath.Join(f.state, "journal.jsonl")); err != nil {
+				t.Fatalf("no journal after the crash: %v", err)
+			}
+
+			if k%3 == 0 {
+				// run again: it finishes the rollback first, then completes
+				out, err := agent("setup").CombinedOutput()
+				if err != nil {
+					t.Fatalf("re-run after crash: %v\n%s", err, out)
+				}
+				if !strings.Contains(string(out), "rolling it back first") {
+					t.Errorf("re-run did not report the rollback of the interrupted run:\n%s", out)
+				}
+				waitFor(t, "5 apps online", 10*time.Second, func() bool {
+					n := 0
+					for _, a := range f.apps(ctx) {
+						if a.Status == "online" {
+							n++
+						}
+					}
+					return n == 5
+				})
+				return
+			}
+			out, err := agent("setup", "--rollback").CombinedOutput()
+			if err != nil {
+				t.Fatalf("setup --rollback: %v\n%s", err, out)
+			}
+			if !strings.Contains(string(out), "rolled back the interrupted run") {
+				t.Fatalf("setup --rollback found nothing to do:\n%s", out)
+			}
+			sameTree(t, before, snapshot(t, f.root))
+			if apps := f.apps(ctx); len(apps) != 0 {
+				t.Fatalf("PM2 apps left after rollback: %d", len(apps))
+			}
+			if c, err := net.Dial("unix", filepath.Join(f.pm2Home, "rpc.sock")); err == nil {
+				c.Close()
+				t.Fatal("a PM2 daemon started by the crashed run still runs")
+			}
+		})
+	}
+}
