@@ -3,7 +3,8 @@
 // that turns both into one stream of updates, and a thin wrapper around the pm2 command
 // (CLI) for what the sockets cannot do (start an ecosystem file, save, resurrect, kill).
 // Fallback uses the native client and switches to the CLI if the socket does not speak the
-// protocol. See the PM2 protocol notes in the repository for the wire format.
+// protocol. The wire format (amp frames carrying amp-message arguments) is described in
+// amp.go; the RPC conventions in Client.call.
 //
 // Nothing in this package starts a PM2 daemon, except the CLI methods that run pm2
 // commands which do so by design (pm2 starts one on demand).

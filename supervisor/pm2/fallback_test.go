@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/livinity/livinity-agent/internal/testenv"
@@ -55,7 +56,12 @@ func TestFallbackToCLI(t *testing.T) {
 			d := startDaemon(t, 7, "PM2_DAEMON_RPC_PORT="+moved)
 			// testenv's cleanup would run pm2 kill without the moved socket and wait for
 			// its timeout; kill the daemon the way it was started.
-			t.Cleanup(func() { d.cli.Kill(context.Background()) })
+			pid := d.pid(t)
+			t.Cleanup(func() {
+				if err := d.cli.Kill(context.Background()); err != nil {
+					syscall.Kill(pid, syscall.SIGKILL)
+				}
+			})
 			d.pm2(t, "start", testdataPath(t, "idle.js"), "--name", "idle")
 			tt.listen(t, d.home)
 
