@@ -507,6 +507,12 @@ func TestWizardRejectsInvalidAnswersUntilFixed(t *testing.T) {
 	w.answer("Configure voice?", "n")
 	w.answer("Configure Gmail?", "n")
 
+	// Not a number: the one check the wizard makes itself, as setup.json's type check would.
+	w.answer(portPaths[0].title, keyClearLine, "abc", keyEnter)
+	screen = w.waitText(`ports.api: "abc" is not a whole number; want a number from 1 to 65535`)
+	if !focused(screen, portPaths[0].title) {
+		t.Fatalf("the wizard moved on past a port that is not a number:\n%s", screen)
+	}
 	// A port another one already uses: config reports it at the later key.
 	dup := config.Default()
 	dup.Domain = "localhost"

@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/livinity/livinity-agent/deploy/demo"
+	"github.com/livinity/livinity-agent/internal/atomicfile"
+	"github.com/livinity/livinity-agent/setup/config"
+	"github.com/livinity/livinity-agent/setup/ecosystem"
+	"github.com/urfave/cli/v3"
+)
+
+// Demo ports: away from a real LivOS box's defaults (8080, 3100-3300) so that the demo can
+// run beside one.
+const (
+	demoPortLivos  = 18080
+	demoPortAPI    = 13200
+	demoPortMCP    = 13100
+	demoPortMemory = 13300
+)
+
+func demoCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "demo",
+		Usage: "onboard the bundled LivOS-shaped demo tree in a scratch directory, with its own PM2 home",
+		Flags: append(pipelineFlags(),
+			&cli.StringFlag{Name: "dir", Value: ".demo", Usage: "scratch directory for the demo tree, its config, state and PM2 home",
+				Sources: cli.EnvVars("LIVINITY_DEMO_DIR"), TakesFile: true}),
+		Action: func(ctx context.Context, cmd *cli.Command) error {
+			dir, err := filepath.Abs(cmd.String("dir"))
+			if err != nil {
+				return err
+			}
+			cfgPath, err := prepareDemo(dir)
+			if err != nil {
+				return err
+			}
+			defaults := map[string]string{
+				flagConfig:   cfgPath,
+				flagStateDir: filepath.Join(dir, "state"),
+				flagPM2Home:  filepath.Join(dir, "pm2"),
+			}
+			for name, v := range defaults {
+				if !cmd.IsSet(name) {
+					if err := cmd.Set(name, v); err != nil {
+						return err
+					}
+				}
+			}
+			fmt.Fprintf(cmd.Root().Writer, "demo: tree %s, config %s, PM2_HOME %s\n", dir, cmd.String(flagConfig), cmd.String(flagPM2Home))
+			cfg, err := config.Load(cmd.String(flagConfig))
+			if err != nil {
+				return err
+			}
+			return runPipeline(ctx, cmd, cfg)
+		},
+	}
+}
+
+// prepareDemo extracts the demo tree into dir (once) and writes its setup.json (once, so
+// the user may edit it), returning the config's path.
+func prepareDemo(dir string) (string, error) {
+	if _, err := os.Stat(filepath.Join(dir, "livos", "package.json")); errors.Is(err, fs.ErrNotExist) {
+		if err := demo.Extract(dir); err != nil {
+			return "", err
+		}
+	}
+	cfgPath := filepath.Join(dir, "setup.json")
+	if _, err := os.Stat(cfgPath); err == nil {
+		return cfgPath, nil
+	}
+	cfg := config.Default()
+	cfg.Domain = "localhost"
+	cfg.Paths.LivosBaseDir = filepath.Join(dir, "livos")
+	cfg.Paths.NexusBaseDir = filepath.Join(dir, "nexus")
+	cfg.Ports = config.Ports{API: demoPortAPI, MCP: demoPortMCP, Memory: demoPortMemory, Livos: demoPortLivos}
+	// the demo runs on whatever Node this machine has (LivOS itself wants 22)
+	cfg.Agent.Preflight.MinNodeMajor = nodeMajor()
+	cfg.Agent.Preflight.MinDiskGB = 1
+	cfg.Agent.Preflight.MinRAMGB = 1
+	b, err := cfg.MarshalIndent()
+	if err != nil {
+		return "", err
+	}
+	if _, err := config.Parse(b); err != nil {
+		return "", fmt.Errorf("demo config: %w", err)
+	}
+	return cfgPath, atomicfile.WriteFile(cfgPath, append(b, '\n'), 0o600)
+}
+
+// nodeMajor is the major version of the node on PATH, or 22 when there is none (preflight
+// then reports it missing).
+func nodeMajor() int {
+	out, err := exec.Command("node", "--version").Output()
+	if err != nil {
+		return 22
+	}
+	v := strings.TrimPrefix(strings.TrimSpace(string(out)), "v")
+	major, err := strconv.Atoi(strings.SplitN(v, ".", 2)[0])
+	if err != nil || major < 1 {
+		return 22
+	}
+	return major
+}
+
+func ecosystemCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "ecosystem",
+		Usage: "print the PM2 ecosystem file for --config",
+		Action: func(ctx context.Context, cmd *cli.Command) error {
+			cfg, err := loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			b, err := ecosystem.Render(ecosystem.Apps(cfg, ecosystem.Options{}))
+			if err != nil {
+				return err
+			}
+			_, err = cmd.Root().Writer.Write(b)
+			return err
+		},
+	}
+}

@@ -1,0 +1,266 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"text/tabwriter"
+	"time"
+
+	"github.com/livinity/livinity-agent/internal/atomicfile"
+	"github.com/livinity/livinity-agent/internal/redact"
+	"github.com/livinity/livinity-agent/setup"
+	"github.com/livinity/livinity-agent/setup/config"
+	"github.com/livinity/livinity-agent/setup/envfile"
+	"github.com/urfave/cli/v3"
+	"golang.org/x/term"
+)
+
+// savedConfig is where every successful pipeline run keeps the config it used, so that
+// `run` and a later `setup` find it without --config.
+const savedConfig = "setup.json"
+
+func pipelineFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.BoolFlag{Name: flagRotateSecrets, Usage: "replace the secrets of an existing .env (logs every user out)",
+			Sources: cli.EnvVars("LIVINITY_ROTATE_SECRETS")},
+		&cli.BoolFlag{Name: flagDryRun, Usage: "print the plan and change nothing",
+			Sources: cli.EnvVars("LIVINITY_DRY_RUN")},
+		&cli.IntFlag{Name: flagJobs, Usage: "steps run at once at most (0: as many as are ready; 1: one after another)",
+			Sources: cli.EnvVars("LIVINITY_JOBS")},
+	}
+}
+
+func onboardCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "onboard",
+		Usage: "set up this box: asks on a terminal, or reads --config; then runs the pipeline",
+		Flags: pipelineFlags(),
+		Action: func(ctx context.Context, cmd *cli.Command) error {
+			var cfg *config.Config
+			var err error
+			switch {
+			case cmd.String(flagConfig) != "":
+				cfg, err = config.Load(cmd.String(flagConfig))
+			case term.IsTerminal(int(os.Stdin.Fd())) && term.IsTerminal(int(os.Stdout.Fd())):
+				cfg, err = runWizard(ctx, os.Stdin, cmd.Root().Writer)
+			default:
+				err = errors.New("no terminal to ask on and no --config: pass --config FILE (see deploy/examples/setup.json)")
+			}
+			if err != nil {
+				return err
+			}
+			return runPipeline(ctx, cmd, cfg)
+		},
+	}
+}
+
+func setupCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "setup",
+		Usage: "run the pipeline again from --config (default: the config of the last successful run)",
+		Flags: append(pipelineFlags(),
+			&cli.BoolFlag{Name: flagRollback, Usage: "only roll back an interrupted run, then exit",
+				Sources: cli.EnvVars("LIVINITY_ROLLBACK")}),
+		Action: func(ctx context.Context, cmd *cli.Command) error {
+			if cmd.Bool(flagRollback) {
+				return rollbackOnly(ctx, cmd)
+			}
+			cfg, err := loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			return runPipeline(ctx, cmd, cfg)
+		},
+	}
+}
+
+// loadConfig reads --config, or the config of the last successful run.
+func loadConfig(cmd *cli.Command) (*config.Config, error) {
+	path := cmd.String(flagConfig)
+	if path == "" {
+		path = filepath.Join(cmd.String(flagStateDir), savedConfig)
+		if _, err := os.Stat(path); err != nil {
+			return nil, fmt.Errorf("no --config given and no saved config at %s: pass --config FILE", path)
+		}
+	}
+	return config.Load(path)
+}
+
+func rollbackOnly(ctx context.Context, cmd *cli.Command) error {
+	log, err := newLogger(cmd, cmd.Root().ErrWriter)
+	if err != nil {
+		return err
+	}
+	bin := cmd.String(flagPM2)
+	found, err := setup.Recover(ctx, cmd.String(flagStateDir), setup.Options{
+		Logger: log, PM2: func(home string) setup.PM2 { return setup.NewPM2(bin, home) },
+	})
+	if err != nil {
+		return err
+	}
+	if found {
+		fmt.Fprintln(cmd.Root().Writer, "rolled back the interrupted run")
+	} else {
+		fmt.Fprintln(cmd.Root().Writer, "nothing to roll back")
+	}
+	return nil
+}
+
+// runPipeline runs preflight, then the onboarding pipeline, with progress on a terminal
+// and structured log lines otherwise.
+func runPipeline(ctx context.Context, cmd *cli.Command, cfg *config.Config) error {
+	out := cmd.Root().Writer
+	stateDir, err := filepath.Abs(cmd.String(flagStateDir))
+	if err != nil {
+		return err
+	}
+	home, err := pm2Home(cmd)
+	if err != nil {
+		return err
+	}
+	tty := isTerminal(out)
+	color := tty && os.Getenv("NO_COLOR") == ""
+
+	secrets := &redact.Secrets{}
+	secrets.Add(cfg.Secrets()...)
+	if old, err := envfile.Read(filepath.Join(cfg.Paths.LivosBaseDir, ".env")); err == nil {
+		for _, v := range old {
+			secrets.Add(v)
+		}
+	}
+	// on a terminal the progress display owns the screen and the log goes to a file
+	logW := cmd.Root().ErrWriter
+	if tty && !cmd.Bool(flagDryRun) {
+		if err := os.MkdirAll(filepath.Join(stateDir, "logs"), 0o700); err != nil {
+			return fmt.Errorf("create state dir: %w", err)
+		}
+		f, err := os.OpenFile(filepath.Join(stateDir, "logs", "pipeline.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+		if err != nil {
+			return fmt.Errorf("open pipeline log: %w", err)
+		}
+		defer f.Close()
+		logW = f
+		fmt.Fprintf(out, "log: %s\n", f.Name())
+	}
+	baseLog, err := newLogger(cmd, logW)
+	if err != nil {
+		return err
+	}
+	log := slog.New(redact.NewHandler(baseLog.Handler(), secrets))
+
+	if err := runPreflight(ctx, cmd, cfg, out, color, log); err != nil {
+		return err
+	}
+
+	plan := &setup.Plan{
+		Config: cfg, Livos: cfg.Paths.LivosBaseDir, Nexus: cfg.Paths.NexusBaseDir,
+		StateDir: stateDir, PM2Home: home, Path: toolPath(cmd), Home: commandHome(stateDir),
+		RotateSecrets: cmd.Bool(flagRotateSecrets), Steps: setup.LivOSSteps(),
+	}
+	bin := cmd.String(flagPM2)
+	opts := setup.Options{
+		Logger: log, DryRun: cmd.Bool(flagDryRun), Jobs: int(cmd.Int(flagJobs)),
+		PM2: func(home string) setup.PM2 { return setup.NewPM2(bin, home) },
+	}
+	var prog *progress
+	if tty {
+		prog = newProgress(out, color)
+	}
+	opts.Observe = func(e setup.Event) {
+		if e.Step.ID == setup.StepEnv && e.Status == setup.StatusDone {
+			if env, err := envfile.Read(plan.EnvFile()); err == nil {
+				for _, v := range env {
+					secrets.Add(v)
+				}
+			}
+		}
+		if prog != nil {
+			prog.Observe(e)
+		}
+	}
+	res, err := setup.Run(ctx, plan, opts)
+	if prog != nil {
+		prog.Close()
+	}
+	if res != nil && len(res.Health) > 0 {
+		printHealth(out, res.Health)
+	}
+	if err != nil {
+		return errors.New(secrets.String(err.Error()))
+	}
+	if opts.DryRun {
+		if !tty {
+			printPlan(out, res)
+		}
+		return nil
+	}
+	if err := saveConfig(stateDir, cfg); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "onboarding finished in %s: %d services healthy\n", res.Duration.Round(100*time.Millisecond), countHealthy(res.Health))
+	return nil
+}
+
+// commandHome is HOME for the pipeline's commands: the caller's, or (under systemd, where
+// there is none) the state directory, so npm and pnpm have a cache.
+func commandHome(stateDir string) string {
+	if h := os.Getenv("HOME"); h != "" {
+		return h
+	}
+	return stateDir
+}
+
+func saveConfig(stateDir string, cfg *config.Config) error {
+	b, err := cfg.MarshalIndent()
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(filepath.Join(stateDir, savedConfig), append(b, '\n'), 0o600)
+}
+
+func printHealth(w io.Writer, hs []setup.HealthResult) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SERVICE\tCHECK\tHEALTHY\tAFTER\tLATENCY\tDETAIL")
+	for _, h := range hs {
+		ok := "no"
+		if h.OK {
+			ok = "yes"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", h.Service, h.Probe, ok,
+			h.After.Round(10*time.Millisecond), h.Latency.Round(100*time.Microsecond), h.Detail)
+	}
+	tw.Flush()
+}
+
+func printPlan(w io.Writer, res *setup.Result) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "#\tSTEP\tWOULD\tOPTIONAL\tUNDO")
+	for i, s := range res.Steps {
+		would := "run"
+		if s.Status == setup.StatusSkipped {
+			would = "skip (unchanged)"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%v\t%s\n", i+1, s.Step.Title, would, s.Step.Optional, s.Step.Undo)
+	}
+	tw.Flush()
+}
+
+func countHealthy(hs []setup.HealthResult) int {
+	n := 0
+	for _, h := range hs {
+		if h.OK {
+			n++
+		}
+	}
+	return n
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
