@@ -115,7 +115,7 @@ func runWizard(ctx context.Context, in io.Reader, out io.Writer) (*config.Config
 	// ctrl+c and the end of ctx stop it the graceful way: bubbletea's kill path does not
 	// wait for its input reader before closing it.
 	form.SubmitCmd, form.CancelCmd = tea.Quit, tea.Quit
-	p := tea.NewProgram(form, tea.WithInput(in), tea.WithOutput(out))
+	p := tea.NewProgram(sizedForm{form}, tea.WithInput(in), tea.WithOutput(out))
 	stop, stopped := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(stopped)
@@ -146,6 +146,30 @@ func runWizard(ctx context.Context, in io.Reader, out io.Writer) (*config.Config
 		return nil, fmt.Errorf("wizard: the answers do not make a valid setup.json: %w", err)
 	}
 	return cfg, nil
+}
+
+// The size the form is drawn for when the terminal does not tell its own (a pseudo-terminal
+// nobody sized, as `docker exec -t` can give, or a serial console).
+const fallbackCols, fallbackRows = 80, 24
+
+// sizedForm is the form, given fallbackCols x fallbackRows when the terminal reports no
+// size: huh cannot lay a form out in 0 columns, and bubbletea's renderer needs the width
+// to clear old text.
+type sizedForm struct{ *huh.Form }
+
+func (m sizedForm) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+	if ws, ok := msg.(tea.WindowSizeMsg); ok && (ws.Width <= 0 || ws.Height <= 0) {
+		if ws.Width <= 0 {
+			ws.Width = fallbackCols
+		}
+		if ws.Height <= 0 {
+			ws.Height = fallbackRows
+		}
+		// Sent again through the program, so that its renderer sees the size too.
+		return m, func() tea.Msg { return ws }
+	}
+	_, cmd := m.Form.Update(msg)
+	return m, cmd
 }
 
 // portPaths are the ports the wizard asks for, in setup.json order, with their titles.

@@ -227,18 +227,22 @@ const (
 	termCols = 200 // wide enough that no error message wraps
 )
 
-// startPTY opens a pseudo-terminal of termRows x termCols and copies everything written to
-// its tty side into a screen. Everything is closed when the test ends.
-func startPTY(t *testing.T) (master, tty *os.File, scr *screen) {
+// startPTY opens a pseudo-terminal of the given size (nil: left unset, so it reports 0x0,
+// and the screen is the wizard's fallback size) and copies everything written to its tty
+// side into a screen. Everything is closed when the test ends.
+func startPTY(t *testing.T, size *pty.Winsize) (master, tty *os.File, scr *screen) {
 	t.Helper()
 	master, tty, err := pty.Open()
 	if err != nil {
 		t.Fatalf("open a pseudo-terminal: %v", err)
 	}
-	if err := pty.Setsize(master, &pty.Winsize{Rows: termRows, Cols: termCols}); err != nil {
-		t.Fatalf("set the terminal size: %v", err)
+	scr = newScreen(fallbackRows, fallbackCols)
+	if size != nil {
+		if err := pty.Setsize(master, size); err != nil {
+			t.Fatalf("set the terminal size: %v", err)
+		}
+		scr = newScreen(int(size.Rows), int(size.Cols))
 	}
-	scr = newScreen(termRows, termCols)
 	copied := make(chan struct{})
 	go func() {
 		defer close(copied)
@@ -259,11 +263,11 @@ func startPTY(t *testing.T) (master, tty *os.File, scr *screen) {
 	return master, tty, scr
 }
 
-// startRun runs run with the tty side of a new pseudo-terminal. When the test ends, run's
-// context is cancelled and run is waited for.
-func startRun(t *testing.T, run func(ctx context.Context, tty *os.File) (*config.Config, error)) *wizardRun {
+// startRun runs run with the tty side of a new pseudo-terminal of the given size (see
+// startPTY). When the test ends, run's context is cancelled and run is waited for.
+func startRun(t *testing.T, size *pty.Winsize, run func(ctx context.Context, tty *os.File) (*config.Config, error)) *wizardRun {
 	t.Helper()
-	master, tty, scr := startPTY(t)
+	master, tty, scr := startPTY(t, size)
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &wizardRun{t: t, master: master, screen: scr, cancel: cancel, done: make(chan struct{})}
 	go func() {
@@ -277,16 +281,16 @@ func startRun(t *testing.T, run func(ctx context.Context, tty *os.File) (*config
 	return w
 }
 
-// startWizard runs runWizard on a new pseudo-terminal.
+// startWizard runs runWizard on a new pseudo-terminal of termRows x termCols.
 func startWizard(t *testing.T) *wizardRun {
-	return startRun(t, func(ctx context.Context, tty *os.File) (*config.Config, error) {
+	return startRun(t, &pty.Winsize{Rows: termRows, Cols: termCols}, func(ctx context.Context, tty *os.File) (*config.Config, error) {
 		return runWizard(ctx, tty, tty)
 	})
 }
 
 // startCommand runs the wizard command on a new pseudo-terminal; args[0] is the program.
 func startCommand(t *testing.T, args ...string) *wizardRun {
-	return startRun(t, func(ctx context.Context, tty *os.File) (*config.Config, error) {
+	return startRun(t, &pty.Winsize{Rows: termRows, Cols: termCols}, func(ctx context.Context, tty *os.File) (*config.Config, error) {
 		cmd := wizardCommand()
 		cmd.Reader, cmd.Writer = tty, tty
 		return nil, cmd.Run(ctx, args)
@@ -646,5 +650,24 @@ func TestWizardStopsWithItsContext(t *testing.T) {
 	w.cancel()
 	if _, err := w.result(); !errors.Is(err, context.Canceled) {
 		t.Fatalf("after cancel: got error %v; want context.Canceled", err)
+	}
+}
+
+func TestWizardWorksOnATerminalWithoutASize(t *testing.T) {
+	w := startRun(t, nil, func(ctx context.Context, tty *os.File) (*config.Config, error) {
+		return runWizard(ctx, tty, tty)
+	})
+	w.answer("Domain", "localhost", keyEnter)
+	for _, q := range []string{"Configure Telegram?", "Configure Discord?", "Configure voice?", "Configure Gmail?"} {
+		w.answer(q, "n")
+	}
+	w.answer(portPaths[0].title, keyEnter)
+	w.keepPorts()
+	got, err := w.result()
+	if err != nil {
+		t.Fatalf("runWizard on a 0x0 terminal: %v", err)
+	}
+	if want := mustParse(t, `{"domain": "localhost"}`); !reflect.DeepEqual(got, want) {
+		t.Errorf("the wizard's config is not the defaults with domain localhost")
 	}
 }
