@@ -74,6 +74,9 @@ type Options struct {
 	PM2 func(home string) PM2
 	// DryRun reports which steps would run and changes nothing.
 	DryRun bool
+	// Jobs bounds how many steps run at once; 0 means no bound (every step whose
+	// dependencies are done starts), 1 runs the steps one after another.
+	Jobs int
 }
 
 // StepResult is one step's outcome.
@@ -229,6 +232,10 @@ func (r *runner) runSteps(ctx context.Context) error {
 	}
 	r.res.Steps = make([]StepResult, len(steps))
 	r.newPrint = fingerprints{}
+	slots := make(chan struct{}, max(r.opts.Jobs, len(steps)))
+	if r.opts.Jobs > 0 {
+		slots = make(chan struct{}, r.opts.Jobs)
+	}
 	var wg sync.WaitGroup
 	for i, s := range steps {
 		r.res.Steps[i] = StepResult{Step: s, Status: StatusPending}
@@ -241,6 +248,11 @@ func (r *runner) runSteps(ctx context.Context) error {
 				case <-done[r.index(dep)]:
 				case <-ctx.Done():
 				}
+			}
+			select {
+			case slots <- struct{}{}:
+				defer func() { <-slots }()
+			case <-ctx.Done():
 			}
 			if ctx.Err() != nil {
 				r.setResult(i, StatusCanceled, 0, nil)

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/livinity/livinity-agent/internal/atomicfile"
 	"github.com/livinity/livinity-agent/setup/journal"
 )
 
@@ -140,6 +141,11 @@ func waitDaemon(ctx context.Context, home string, pm PM2) bool {
 func restorePath(op journal.Op) error {
 	if !filepath.IsAbs(op.Path) || filepath.Clean(op.Path) == "/" {
 		return fmt.Errorf("refusing to restore suspicious path %q", op.Path)
+	}
+	for _, tmp := range atomicfile.Leftovers(op.Path) {
+		if err := os.Remove(tmp); err != nil {
+			return fmt.Errorf("remove interrupted write %s: %w", tmp, err)
+		}
 	}
 	if op.Backup == "" {
 		return removeAll(op.Path)

@@ -35,3 +35,17 @@ func TestWriteFileMissingDirLeavesNothing(t *testing.T) {
 		t.Fatal("want error for missing directory")
 	}
 }
+
+func TestLeftoversFindsInterruptedWrites(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "a[1].env")
+	for _, n := range []string{".a[1].env.tmp-123", ".a[1].env.tmp-9", ".b.env.tmp-1", "a[1].env"} {
+		if err := os.WriteFile(filepath.Join(dir, n), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := Leftovers(p)
+	if len(got) != 2 {
+		t.Fatalf("leftovers = %v, want the two temp files of a[1].env", got)
+	}
+}
