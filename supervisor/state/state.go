@@ -1,0 +1,245 @@
+// Package state is the supervisor's single in-process store: per service, what PM2 says,
+// what the probes say, memory and restarts; plus the agent's own facts. The supervisor is
+// its only writer. Metrics, the status socket and sd_notify read snapshots and subscribe to
+// changes; none of them ever calls PM2.
+package state
+
+import (
+	"maps"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Phase is a service's supervision state.
+type Phase string
+
+// The phases of a service.
+const (
+	// Starting: the service (re)started and its startup probe has not passed yet.
+	Starting Phase = "starting"
+	// Ready: started, live and passing its readiness probe.
+	Ready Phase = "ready"
+	// Unhealthy: running but failing its liveness or readiness probe.
+	Unhealthy Phase = "unhealthy"
+	// Restarting: the agent asked PM2 to restart it and waits for the new instance.
+	Restarting Phase = "restarting"
+	// Backoff: a restart is due but held back until NextAttempt.
+	Backoff Phase = "backoff"
+	// Stopped: not running (PM2 says stopped, or the app is missing) and not restarted by
+	// the agent.
+	Stopped Phase = "stopped"
+)
+
+// Phases lists every phase, for exporting one series per phase.
+var Phases = []Phase{Starting, Ready, Unhealthy, Restarting, Backoff, Stopped}
+
+// Restart reasons.
+const (
+	ReasonCrash  = "crash"  // the process exited unexpectedly (PM2 or the agent restarted it)
+	ReasonProbe  = "probe"  // the agent restarted it: liveness failed its threshold
+	ReasonMemory = "memory" // the agent restarted it: its process tree stayed over the limit
+	ReasonPM2    = "pm2"    // PM2 restarted it for its own reasons (e.g. max_memory_restart)
+	ReasonManual = "manual" // someone restarted it by hand (pm2 restart)
+)
+
+// Reasons lists every restart reason.
+var Reasons = []string{ReasonCrash, ReasonProbe, ReasonMemory, ReasonPM2, ReasonManual}
+
+// ProbeResult is the last single check of a service.
+type ProbeResult struct {
+	Type     string        `json:"type"`    // startup, liveness or readiness
+	OK       bool          `json:"ok"`      // the check succeeded
+	Outcome  string        `json:"outcome"` // success, failure or error
+	Duration time.Duration `json:"durationNanos"`
+	Error    string        `json:"error,omitempty"`
+	At       time.Time     `json:"at"`
+}
+
+// Service is one supervised service.
+type Service struct {
+	Name string `json:"name"`
+	// PM2Status is PM2's own status ("online", "errored", ...; "" if PM2 does not know it).
+	PM2Status string `json:"pm2Status"`
+	PID       int    `json:"pid"`
+	// Started is when the current instance started (zero when not running).
+	Started time.Time `json:"started"`
+	Phase   Phase     `json:"state"`
+	Ready   bool      `json:"ready"`
+	// Since is when Phase last changed.
+	Since time.Time `json:"since"`
+	// Restarts counts restarts the agent did or observed, by reason.
+	Restarts map[string]uint64 `json:"restarts"`
+	// PM2Restarts is PM2's restart_time counter.
+	PM2Restarts int `json:"pm2Restarts"`
+	// MemoryBytes is the whole process tree's memory; MemoryKind says "pss" or "rss".
+	MemoryBytes      uint64      `json:"memoryBytes"`
+	MemoryKind       string      `json:"memoryKind,omitempty"`
+	MemoryLimitBytes uint64      `json:"memoryLimitBytes"`
+	LastProbe        ProbeResult `json:"lastProbe"`
+	// NextAttempt is when the next restart is due while in Backoff.
+	NextAttempt time.Time `json:"nextAttempt,omitzero"`
+	// Detail says why the service is in its phase, in a few words.
+	Detail string `json:"detail,omitempty"`
+}
+
+// Setup is the last onboarding pipeline's result.
+type Setup struct {
+	Ran             bool      `json:"ran"`
+	OK              bool      `json:"ok"`
+	At              time.Time `json:"at,omitzero"`
+	DurationSeconds float64   `json:"durationSeconds"`
+	Error           string    `json:"error,omitempty"`
+	// Step is the running step while onboarding ("7/16 build nexus core"), else "".
+	Step string `json:"step,omitempty"`
+}
+
+// Agent is the agent's own state.
+type Agent struct {
+	Version      string    `json:"version"`
+	Started      time.Time `json:"started"`
+	PM2Connected bool      `json:"pm2Connected"`
+	Setup        Setup     `json:"setup"`
+}
+
+// Snapshot is a consistent copy of the whole state.
+type Snapshot struct {
+	Agent    Agent     `json:"agent"`
+	Services []Service `json:"services"`
+}
+
+// AllReady reports whether every service is ready.
+func (s Snapshot) AllReady() bool {
+	for _, sv := range s.Services {
+		if !sv.Ready {
+			return false
+		}
+	}
+	return len(s.Services) > 0
+}
+
+// Service returns the named service and whether it exists.
+func (s Snapshot) Service(name string) (Service, bool) {
+	for _, sv := range s.Services {
+		if sv.Name == name {
+			return sv, true
+		}
+	}
+	return Service{}, false
+}
+
+// Change is one notification: a service's phase or readiness changed (Service set), or
+// the agent's state changed (Service empty).
+type Change struct {
+	Service    string
+	From, To   Phase
+	Ready      bool
+	At         time.Time
+	Generation uint64
+}
+
+// Store holds the state. Safe for concurrent use.
+type Store struct {
+	mu    sync.RWMutex
+	agent Agent
+	svcs  []Service
+	index map[string]int
+	gen   uint64
+	subs  map[chan Change]struct{}
+	now   func() time.Time
+}
+
+// New returns a store for the named services, all Stopped until the supervisor says more.
+func New(agent Agent, names []string) *Store {
+	s := &Store{agent: agent, index: map[string]int{}, subs: map[chan Change]struct{}{}, now: time.Now}
+	for i, n := range names {
+		s.svcs = append(s.svcs, Service{Name: n, Phase: Stopped, Restarts: zeroReasons()})
+		s.index[n] = i
+	}
+	return s
+}
+
+func zeroReasons() map[string]uint64 {
+	m := make(map[string]uint64, len(Reasons))
+	for _, r := range Reasons {
+		m[r] = 0
+	}
+	return m
+}
+
+// Update changes one service through fn. A change of phase or readiness sets Since and
+// notifies subscribers. Unknown names are ignored.
+func (s *Store) Update(name string, fn func(*Service)) {
+	s.mu.Lock()
+	i, ok := s.index[name]
+	if !ok {
+		s.mu.Unlock()
+		return
+	}
+	sv := &s.svcs[i]
+	from, wasReady := sv.Phase, sv.Ready
+	fn(sv)
+	s.gen++
+	var ch *Change
+	if sv.Phase != from || sv.Ready != wasReady {
+		if sv.Phase != from {
+			sv.Since = s.now()
+		}
+		ch = &Change{Service: name, From: from, To: sv.Phase, Ready: sv.Ready, At: s.now(), Generation: s.gen}
+	}
+	s.mu.Unlock()
+	if ch != nil {
+		s.publish(*ch)
+	}
+}
+
+// UpdateAgent changes the agent's state through fn and notifies subscribers.
+func (s *Store) UpdateAgent(fn func(*Agent)) {
+	s.mu.Lock()
+	fn(&s.agent)
+	s.gen++
+	ch := Change{At: s.now(), Generation: s.gen}
+	s.mu.Unlock()
+	s.publish(ch)
+}
+
+// Snapshot returns a deep copy of the state.
+func (s *Store) Snapshot() Snapshot {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := Snapshot{Agent: s.agent, Services: slices.Clone(s.svcs)}
+	for i := range out.Services {
+		out.Services[i].Restarts = maps.Clone(out.Services[i].Restarts)
+	}
+	return out
+}
+
+// Subscribe returns a channel of changes. Slow subscribers lose notifications rather than
+// block the supervisor (each channel buffers 64); call Snapshot for the truth. cancel
+// unsubscribes and closes the channel.
+func (s *Store) Subscribe() (changes <-chan Change, cancel func()) {
+	ch := make(chan Change, 64)
+	s.mu.Lock()
+	s.subs[ch] = struct{}{}
+	s.mu.Unlock()
+	var once sync.Once
+	return ch, func() {
+		once.Do(func() {
+			s.mu.Lock()
+			delete(s.subs, ch)
+			s.mu.Unlock()
+			close(ch)
+		})
+	}
+}
+
+func (s *Store) publish(c Change) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for ch := range s.subs {
+		select {
+		case ch <- c:
+		default:
+		}
+	}
+}
