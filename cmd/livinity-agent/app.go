@@ -17,8 +17,9 @@ import (
 var version = "dev"
 
 const (
-	defaultStateDir = "/var/lib/livinity-agent"
-	defaultConfig   = "/etc/livinity/setup.json"
+	defaultStateDir   = "/var/lib/livinity-agent"
+	defaultConfig     = "/etc/livinity/setup.json"
+	defaultRuntimeDir = "/run/livinity-agent"
 )
 
 // Flag names shared by several commands.
@@ -32,6 +33,7 @@ const (
 	flagDryRun        = "dry-run"
 	flagRollback      = "rollback"
 	flagJobs          = "jobs"
+	flagRuntimeDir    = "runtime-dir"
 )
 
 // globalFlags apply to every command; each reads a LIVINITY_* variable too.
@@ -47,6 +49,8 @@ func globalFlags() []cli.Flag {
 			Sources: cli.EnvVars("LIVINITY_PM2")},
 		&cli.StringFlag{Name: flagLogLevel, Value: "info", Usage: "debug, info, warn or error",
 			Sources: cli.EnvVars("LIVINITY_LOG_LEVEL")},
+		&cli.StringFlag{Name: flagRuntimeDir, Value: defaultRuntimeDir, Usage: "where the running agent's status socket lives",
+			Sources: cli.EnvVars("LIVINITY_RUNTIME_DIR"), TakesFile: true},
 	}
 }
 
