@@ -1,0 +1,137 @@
+package statusapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/livinity/livinity-agent/supervisor/state"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/status.golden.json")
+
+var (
+	t0  = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	now = t0.Add(2*time.Hour + 30*time.Minute)
+)
+
+// knownSnapshot is a state with one service of each kind of interest.
+func knownSnapshot() state.Snapshot {
+	reasons := func(kv ...any) map[string]uint64 {
+		m := map[string]uint64{}
+		for _, r := range state.Reasons {
+			m[r] = 0
+		}
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i].(string)] = uint64(kv[i+1].(int))
+		}
+		return m
+	}
+	return state.Snapshot{
+		Agent: state.Agent{
+			Version: "1.2.3", Started: t0, PM2Connected: true,
+			Setup: state.Setup{Ran: true, OK: true, At: t0.Add(-5 * time.Minute), DurationSeconds: 272.5},
+		},
+		Services: []state.Service{{
+			Name: "livos", PM2Status: "online", PID: 4242, Started: t0.Add(time.Minute),
+			Phase: state.Ready, Ready: true, Since: t0.Add(90 * time.Second),
+			Restarts: reasons(), MemoryBytes: 187 << 20, MemoryKind: "pss", MemoryLimitBytes: 500 << 20,
+			LastProbe: state.ProbeResult{Type: "readiness", OK: true, Outcome: "success",
+				Duration: 1234567 * time.Nanosecond, At: now.Add(-2 * time.Second)},
+		}, {
+			Name: "nexus-memory", PM2Status: "errored", PID: 0,
+			Phase: state.Backoff, Ready: false, Since: now.Add(-10 * time.Second),
+			Restarts: reasons(state.ReasonCrash, 2, state.ReasonProbe, 1), PM2Restarts: 17,
+			MemoryLimitBytes: 500 << 20,
+			LastProbe: state.ProbeResult{Type: "liveness", OK: false, Outcome: "failure",
+				Duration: 2 * time.Second, Error: "GET http://127.0.0.1:3300/health: timeout after 2s", At: now.Add(-12 * time.Second)},
+			NextAttempt: now.Add(20 * time.Second),
+			Detail:      "crashed 2 times; next restart in 20s",
+		}, {
+			Name: "nexus-worker", Phase: state.Stopped, Restarts: reasons(),
+		}},
+	}
+}
+
+func TestStatusJSONMatchesGolden(t *testing.T) {
+	got, err := json.MarshalIndent(FromSnapshot(knownSnapshot(), now), "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = append(got, '\n')
+	golden := filepath.Join("testdata", "status.golden.json")
+	if *update {
+		if err := os.WriteFile(golden, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("read golden file (go test -run Golden -update writes it): %v", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("the status document changed; if on purpose, update SCHEMA.md (bump SchemaVersion for a breaking change) and run go test -run Golden -update\ngot:\n%s\nwant:\n%s", got, want)
+	}
+	// The golden document reads back into the same value.
+	var back Status
+	if err := json.Unmarshal(want, &back); err != nil {
+		t.Fatal(err)
+	}
+	again, _ := json.MarshalIndent(back, "", "  ")
+	if !bytes.Equal(append(again, '\n'), want) {
+		t.Fatalf("golden document does not round-trip:\n%s", again)
+	}
+}
+
+func TestFromSnapshot(t *testing.T) {
+	st := FromSnapshot(knownSnapshot(), now)
+	if st.Schema != SchemaVersion || st.Source != SourceAgent || st.Ready {
+		t.Fatalf("header = schema %d source %q ready %v", st.Schema, st.Source, st.Ready)
+	}
+	if st.Agent == nil || st.Agent.UptimeSeconds != 9000 || st.Agent.Setup.At == nil {
+		t.Fatalf("agent = %+v", st.Agent)
+	}
+	livos, mem, worker := st.Services[0], st.Services[1], st.Services[2]
+	if livos.UptimeSeconds != 8940 || livos.LastProbe == nil || livos.LastProbe.LatencySeconds != 0.001235 {
+		t.Fatalf("livos = %+v, probe %+v", livos, livos.LastProbe)
+	}
+	if livos.NextAttempt != nil || livos.NextAttemptInSeconds != nil {
+		t.Fatalf("livos is not backing off, yet next attempt %v", livos.NextAttempt)
+	}
+	if mem.Restarts != (Restarts{Crash: 2, Probe: 1}) || mem.RestartsTotal != 3 || mem.PM2Restarts != 17 {
+		t.Fatalf("nexus-memory restarts = %+v total %d", mem.Restarts, mem.RestartsTotal)
+	}
+	if mem.UptimeSeconds != 0 || mem.NextAttemptInSeconds == nil || *mem.NextAttemptInSeconds != 20 {
+		t.Fatalf("nexus-memory = %+v", mem)
+	}
+	if worker.LastProbe != nil || worker.Since != nil || worker.State != "stopped" {
+		t.Fatalf("nexus-worker = %+v", worker)
+	}
+
+	// A retry already due counts 0 seconds, not negative ones.
+	late := FromSnapshot(knownSnapshot(), now.Add(time.Minute))
+	if in := late.Services[1].NextAttemptInSeconds; in == nil || *in != 0 {
+		t.Fatalf("overdue next attempt in %v s, want 0", in)
+	}
+
+	// All ready; an unknown restart reason still counts in the total.
+	snap := knownSnapshot()
+	snap.Services = snap.Services[:1]
+	snap.Services[0].Restarts["something-new"] = 4
+	st = FromSnapshot(snap, now)
+	if !st.Ready || st.Services[0].RestartsTotal != 4 {
+		t.Fatalf("ready %v, total %d", st.Ready, st.Services[0].RestartsTotal)
+	}
+
+	// No services: not ready, and services is [] rather than null.
+	empty, _ := json.Marshal(FromSnapshot(state.Snapshot{}, now))
+	var raw map[string]json.RawMessage
+	json.Unmarshal(empty, &raw)
+	if string(raw["services"]) != "[]" || string(raw["ready"]) != "false" {
+		t.Fatalf("empty document = %s", empty)
+	}
+}
