@@ -1,7 +1,6 @@
 package setup
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/livinity/livinity-agent/internal/atomicfile"
+	"github.com/livinity/livinity-agent/internal/procfs"
 	"github.com/livinity/livinity-agent/setup/journal"
 )
 
@@ -150,7 +150,7 @@ func (x *Exec) Command(ctx context.Context, dir string, argv ...string) error {
 		return fmt.Errorf("run %s: %w", argv[0], err)
 	}
 	pid := cmd.Process.Pid
-	op, jerr := x.Record(journal.Op{Kind: journal.KindKillGroup, PID: pid, StartTime: procStartTime(pid)})
+	op, jerr := x.Record(journal.Op{Kind: journal.KindKillGroup, PID: pid, StartTime: procfs.StartTime(pid)})
 	waitErr := make(chan error, 1)
 	go func() { waitErr <- cmd.Wait() }()
 	var err error
@@ -218,38 +218,6 @@ func lookPath(name, path string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("%s not found in PATH %s", name, path)
-}
-
-// procStartTime is the start time of pid in clock ticks since boot (0 if gone): with the
-// pid it names one process, not a later one that reuses the pid.
-func procStartTime(pid int) uint64 {
-	st, _ := readStat(pid)
-	return st.start
-}
-
-type procStat struct {
-	state string
-	pgrp  int
-	start uint64
-}
-
-// readStat parses the fields of /proc/PID/stat that the journal needs.
-func readStat(pid int) (procStat, bool) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return procStat{}, false
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return procStat{}, false
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 20 {
-		return procStat{}, false
-	}
-	pgrp, _ := strconv.Atoi(f[2])
-	start, _ := strconv.ParseUint(f[19], 10, 64)
-	return procStat{state: f[0], pgrp: pgrp, start: start}, true
 }
 
 // tailBuffer keeps the last max bytes written to it.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/livinity/livinity-agent/internal/atomicfile"
+	"github.com/livinity/livinity-agent/internal/procfs"
 	"github.com/livinity/livinity-agent/setup/journal"
 )
 
@@ -209,8 +210,8 @@ func groupMembers(pgid int, notBefore uint64) []int {
 		if err != nil {
 			continue
 		}
-		st, ok := readStat(pid)
-		if ok && st.pgrp == pgid && st.start >= notBefore && st.state != "Z" {
+		st, ok := procfs.ReadStat(pid)
+		if ok && st.PGRP == pgid && st.StartTime >= notBefore && st.State != "Z" {
 			out = append(out, pid)
 		}
 	}

@@ -66,6 +66,8 @@ func newApp(stdout, stderr io.Writer) *cli.Command {
 		EnableShellCompletion: false,
 		Commands: []*cli.Command{
 			onboardCommand(),
+			runCommand(),
+			statusCommand(),
 			setupCommand(),
 			checkCommand(),
 			ecosystemCommand(),

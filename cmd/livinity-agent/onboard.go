@@ -79,16 +79,19 @@ func setupCommand() *cli.Command {
 	}
 }
 
-// loadConfig reads --config, or the config of the last successful run.
+// loadConfig reads --config, else /etc/livinity/setup.json, else the config of the last
+// successful run.
 func loadConfig(cmd *cli.Command) (*config.Config, error) {
-	path := cmd.String(flagConfig)
-	if path == "" {
-		path = filepath.Join(cmd.String(flagStateDir), savedConfig)
-		if _, err := os.Stat(path); err != nil {
-			return nil, fmt.Errorf("no --config given and no saved config at %s: pass --config FILE", path)
+	if path := cmd.String(flagConfig); path != "" {
+		return config.Load(path)
+	}
+	saved := filepath.Join(cmd.String(flagStateDir), savedConfig)
+	for _, path := range []string{defaultConfig, saved} {
+		if _, err := os.Stat(path); err == nil {
+			return config.Load(path)
 		}
 	}
-	return config.Load(path)
+	return nil, fmt.Errorf("no --config given, and neither %s nor a saved config at %s exists: pass --config FILE", defaultConfig, saved)
 }
 
 func rollbackOnly(ctx context.Context, cmd *cli.Command) error {
@@ -119,20 +122,10 @@ func runPipeline(ctx context.Context, cmd *cli.Command, cfg *config.Config) erro
 	if err != nil {
 		return err
 	}
-	home, err := pm2Home(cmd)
-	if err != nil {
-		return err
-	}
 	tty := isTerminal(out)
 	color := tty && os.Getenv("NO_COLOR") == ""
 
-	secrets := &redact.Secrets{}
-	secrets.Add(cfg.Secrets()...)
-	if old, err := envfile.Read(filepath.Join(cfg.Paths.LivosBaseDir, ".env")); err == nil {
-		for _, v := range old {
-			secrets.Add(v)
-		}
-	}
+	secrets := newSecrets(cfg)
 	// on a terminal the progress display owns the screen and the log goes to a file
 	logW := cmd.Root().ErrWriter
 	if tty && !cmd.Bool(flagDryRun) {
@@ -157,28 +150,16 @@ func runPipeline(ctx context.Context, cmd *cli.Command, cfg *config.Config) erro
 		return err
 	}
 
-	plan := &setup.Plan{
-		Config: cfg, Livos: cfg.Paths.LivosBaseDir, Nexus: cfg.Paths.NexusBaseDir,
-		StateDir: stateDir, PM2Home: home, Path: toolPath(cmd), Home: commandHome(stateDir),
-		RotateSecrets: cmd.Bool(flagRotateSecrets), Steps: setup.LivOSSteps(),
-	}
-	bin := cmd.String(flagPM2)
-	opts := setup.Options{
-		Logger: log, DryRun: cmd.Bool(flagDryRun), Jobs: int(cmd.Int(flagJobs)),
-		PM2: func(home string) setup.PM2 { return setup.NewPM2(bin, home) },
+	plan, opts, err := newPipeline(cmd, cfg, log)
+	if err != nil {
+		return err
 	}
 	var prog *progress
 	if tty {
 		prog = newProgress(out, color)
 	}
 	opts.Observe = func(e setup.Event) {
-		if e.Step.ID == setup.StepEnv && e.Status == setup.StatusDone {
-			if env, err := envfile.Read(plan.EnvFile()); err == nil {
-				for _, v := range env {
-					secrets.Add(v)
-				}
-			}
-		}
+		learnSecrets(secrets, plan, e)
 		if prog != nil {
 			prog.Observe(e)
 		}
@@ -204,6 +185,54 @@ func runPipeline(ctx context.Context, cmd *cli.Command, cfg *config.Config) erro
 	}
 	fmt.Fprintf(out, "onboarding finished in %s: %d services healthy\n", res.Duration.Round(100*time.Millisecond), countHealthy(res.Health))
 	return nil
+}
+
+// newSecrets is the set of values kept out of logs: the config's secrets and every value of
+// the existing .env.
+func newSecrets(cfg *config.Config) *redact.Secrets {
+	secrets := &redact.Secrets{}
+	secrets.Add(cfg.Secrets()...)
+	if env, err := envfile.Read(filepath.Join(cfg.Paths.LivosBaseDir, ".env")); err == nil {
+		for _, v := range env {
+			secrets.Add(v)
+		}
+	}
+	return secrets
+}
+
+// learnSecrets adds the values of a freshly written .env to secrets.
+func learnSecrets(secrets *redact.Secrets, plan *setup.Plan, e setup.Event) {
+	if e.Step.ID != setup.StepEnv || e.Status != setup.StatusDone {
+		return
+	}
+	if env, err := envfile.Read(plan.EnvFile()); err == nil {
+		for _, v := range env {
+			secrets.Add(v)
+		}
+	}
+}
+
+// newPipeline resolves the plan and options of a pipeline run from the flags.
+func newPipeline(cmd *cli.Command, cfg *config.Config, log *slog.Logger) (*setup.Plan, setup.Options, error) {
+	stateDir, err := filepath.Abs(cmd.String(flagStateDir))
+	if err != nil {
+		return nil, setup.Options{}, err
+	}
+	home, err := pm2Home(cmd)
+	if err != nil {
+		return nil, setup.Options{}, err
+	}
+	plan := &setup.Plan{
+		Config: cfg, Livos: cfg.Paths.LivosBaseDir, Nexus: cfg.Paths.NexusBaseDir,
+		StateDir: stateDir, PM2Home: home, Path: toolPath(cmd), Home: commandHome(stateDir),
+		RotateSecrets: cmd.Bool(flagRotateSecrets), Steps: setup.LivOSSteps(),
+	}
+	bin := cmd.String(flagPM2)
+	opts := setup.Options{
+		Logger: log, DryRun: cmd.Bool(flagDryRun), Jobs: int(cmd.Int(flagJobs)),
+		PM2: func(home string) setup.PM2 { return setup.NewPM2(bin, home) },
+	}
+	return plan, opts, nil
 }
 
 // commandHome is HOME for the pipeline's commands: the caller's, or (under systemd, where

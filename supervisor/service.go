@@ -1,0 +1,443 @@
+package supervisor
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/livinity/livinity-agent/setup"
+	"github.com/livinity/livinity-agent/setup/config"
+	"github.com/livinity/livinity-agent/supervisor/pm2"
+	"github.com/livinity/livinity-agent/supervisor/probe"
+	"github.com/livinity/livinity-agent/supervisor/proctree"
+	"github.com/livinity/livinity-agent/supervisor/state"
+)
+
+// msg is one input of a service's loop; exactly one field is set.
+type msg struct {
+	proc       *pm2.Process // the app's record from a full list
+	missing    bool         // the app is not in PM2's list
+	event      *pm2.Event
+	change     *probe.Change
+	mem        *proctree.Usage
+	daemonDown bool
+}
+
+// service owns one app's supervision: its probes, its restart policy and its entry in the
+// store. Everything below is touched only by its run goroutine, except online.
+type service struct {
+	name     string
+	set      config.ResolvedService
+	breachN  int
+	store    *state.Store
+	ctrl     Controller
+	log      *slog.Logger
+	observer ProbeObserver
+	policy   *restartPolicy
+	msgs     chan msg
+	quit     chan struct{} // closed when run returns: workers stop sending
+	clock    probe.Clock
+	now      func() time.Time
+
+	online atomic.Bool // PM2 says online; read by the process probe
+
+	id, pid     int
+	pm2Status   string
+	baseline    int // PM2's restart_time when first seen (-1 before)
+	accounted   int // restarts attributed since baseline
+	expect      string
+	crashed     bool // an unexpected exit awaits PM2's restart
+	stopping    bool // PM2 is stopping the instance on someone's request
+	lostDaemon  bool // the instance went down with the PM2 daemon
+	startupDone bool
+	startup     *probe.Worker
+	liveness    *probe.Worker
+	readiness   *probe.Worker
+	breaches    int
+	retry       <-chan time.Time
+	retryReason string
+	readySince  time.Time
+	lastEvent   time.Time
+}
+
+// Controller restarts apps by pm_id; *pm2.Fallback is the real one.
+type Controller interface {
+	Restart(ctx context.Context, id int) error
+}
+
+// ProbeObserver receives every single check (for metrics).
+type ProbeObserver interface {
+	ObserveProbe(service, probeType string, d time.Duration, failed bool)
+}
+
+func (s *service) run(ctx context.Context) error {
+	defer s.stopWorkers()
+	defer close(s.quit)
+	stable := s.clock.NewTicker(time.Second)
+	defer stable.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case m := <-s.msgs:
+			s.handle(ctx, m)
+		case <-s.retry:
+			s.retry = nil
+			s.restart(ctx, s.retryReason)
+		case <-stable.C():
+			if sv := s.snapshot(); sv.Ready {
+				s.policy.stable(s.readySince, s.now())
+			}
+		}
+	}
+}
+
+func (s *service) snapshot() state.Service {
+	sv, _ := s.store.Snapshot().Service(s.name)
+	return sv
+}
+
+func (s *service) update(fn func(*state.Service)) { s.store.Update(s.name, fn) }
+
+// setPhase moves the service to a phase with a short reason.
+func (s *service) setPhase(p state.Phase, detail string) {
+	s.update(func(sv *state.Service) {
+		sv.Phase, sv.Detail = p, detail
+		if p != state.Ready {
+			sv.Ready = false
+		}
+		if p != state.Backoff {
+			sv.NextAttempt = time.Time{}
+		}
+	})
+}
+
+func (s *service) handle(ctx context.Context, m msg) {
+	switch {
+	case m.proc != nil:
+		s.onProcess(ctx, *m.proc)
+	case m.missing:
+		s.id, s.pid = -1, 0
+		s.online.Store(false)
+		s.holdAll()
+		s.update(func(sv *state.Service) { sv.PM2Status, sv.PID, sv.Started = "", 0, time.Time{} })
+		s.setPhase(state.Stopped, "not in PM2's process list")
+	case m.event != nil:
+		s.onEvent(ctx, *m.event)
+	case m.change != nil:
+		s.onChange(ctx, *m.change)
+	case m.mem != nil:
+		s.onMemory(ctx, *m.mem)
+	case m.daemonDown:
+		s.online.Store(false)
+		s.holdAll()
+		if s.pid != 0 {
+			s.lostDaemon = true
+		}
+		s.retry = nil
+		s.update(func(sv *state.Service) { sv.PM2Status = "" })
+		s.setPhase(state.Stopped, "the PM2 daemon is down")
+	}
+}
+
+// onProcess reconciles with PM2's record of the app.
+func (s *service) onProcess(ctx context.Context, p pm2.Process) {
+	s.id = p.ID
+	s.pm2Status = string(p.Status)
+	s.account(p.RestartTime)
+	s.update(func(sv *state.Service) {
+		sv.PM2Status, sv.PM2Restarts = string(p.Status), p.RestartTime
+		if p.Status == pm2.StatusOnline {
+			sv.PID, sv.Started = p.PID, p.Started
+		} else {
+			sv.PID, sv.Started = 0, time.Time{}
+		}
+	})
+	switch p.Status {
+	case pm2.StatusOnline:
+		s.online.Store(true)
+		if p.PID != 0 && p.PID != s.pid {
+			s.instanceUp(p.PID)
+		}
+	case pm2.StatusErrored:
+		s.online.Store(false)
+		s.pid = 0
+		s.holdAll()
+		s.requestRestart(ctx, state.ReasonCrash, "PM2 gave up on it (errored)")
+	case pm2.StatusStopped:
+		s.online.Store(false)
+		s.pid = 0
+		s.holdAll()
+		if s.expect == "" && s.retry == nil {
+			s.setPhase(state.Stopped, "stopped in PM2")
+		}
+	default: // launching, waiting restart, stopping
+		s.online.Store(false)
+		s.holdAll()
+		if s.retry == nil {
+			s.setPhase(state.Restarting, "PM2: "+string(p.Status))
+		}
+	}
+}
+
+// account attributes PM2 restarts that no event explained (PM2's own max_memory_restart,
+// a reload) to reason pm2, once events have had time to arrive.
+func (s *service) account(restartTime int) {
+	if s.baseline < 0 || restartTime < s.baseline+s.accounted {
+		// first sight, or the app was re-created: count from here
+		s.baseline, s.accounted = restartTime, 0
+		return
+	}
+	if extra := restartTime - s.baseline - s.accounted; extra > 0 && s.expect == "" && !s.crashed &&
+		s.now().Sub(s.lastEvent) > 2*time.Second {
+		s.count(state.ReasonPM2, extra)
+	}
+}
+
+func (s *service) count(reason string, n int) {
+	s.accounted += n
+	s.update(func(sv *state.Service) { sv.Restarts[reason] += uint64(n) })
+	s.log.Info("restart counted", "service", s.name, "reason", reason)
+}
+
+func (s *service) onEvent(ctx context.Context, e pm2.Event) {
+	s.lastEvent = s.now()
+	s.log.Debug("pm2 event", "service", s.name, "event", string(e.Kind), "status", string(e.Status),
+		"restartTime", e.RestartTime, "manually", e.Manually)
+	switch e.Kind {
+	case pm2.EventExit:
+		s.online.Store(false)
+		s.holdAll()
+		if s.lostDaemon {
+			return
+		}
+		code := "unknown"
+		if e.ExitCode != nil {
+			code = fmt.Sprint(*e.ExitCode)
+		}
+		switch {
+		case s.expect != "":
+		case e.Status == pm2.StatusStopping || (e.Status == pm2.StatusStopped && s.stopping):
+			// stopped on purpose (pm2 restart/stop/reload: "stopping" comes first; a crash
+			// sends one exit, "stopped"); a manual restart is counted when its
+			// notification arrives
+			s.stopping = true
+			s.setPhase(state.Restarting, "stopped through PM2")
+		default:
+			s.crashed = true
+			s.log.Warn("service exited", "service", s.name, "exitCode", code)
+			s.setPhase(state.Restarting, "exited (code "+code+"); PM2 restarts it")
+		}
+	case pm2.EventOnline:
+		s.online.Store(true)
+		s.instanceUp(-1) // its pid comes with the next list
+	case pm2.EventRestart:
+		if e.Manually && s.expect == "" {
+			s.count(state.ReasonManual, 1)
+		}
+	case pm2.EventStop:
+		if e.Manually && s.expect == "" {
+			s.setPhase(state.Stopped, "stopped by hand")
+		}
+	case pm2.EventRestartOverlimit:
+		s.log.Warn("PM2 gave up restarting the service", "service", s.name)
+	}
+}
+
+// instanceUp starts watching a new instance: startup probe first, then liveness and
+// readiness. A pid of -1 means "new, pid not known yet" (an online event carries none).
+// A crash or a lost daemon that preceded it is counted now, when the restart happened.
+func (s *service) instanceUp(pid int) {
+	if pid > 0 && s.pid == -1 {
+		s.pid = pid // the pid of the instance the online event announced
+		return
+	}
+	if s.crashed || s.lostDaemon {
+		s.count(state.ReasonCrash, 1)
+	}
+	s.crashed, s.lostDaemon, s.stopping, s.expect = false, false, false, ""
+	s.pid = pid
+	s.breaches = 0
+	s.startupDone = false
+	if !s.ensureWorkers() {
+		s.setPhase(state.Unhealthy, "probes cannot run; see the log")
+		return
+	}
+	s.liveness.Hold()
+	s.readiness.Hold()
+	s.startup.Hold()
+	s.startup.Resume()
+	s.setPhase(state.Starting, "waiting for the startup probe")
+}
+
+func (s *service) ensureWorkers() bool {
+	if s.startup != nil {
+		return true
+	}
+	spec := setup.ProbeSpec(s.set.Probe)
+	check := probe.Checker(spec, func(context.Context) (bool, error) { return s.online.Load(), nil })
+	start := func(t probe.Type, tm config.Timing) *probe.Worker {
+		w, err := probe.StartWorker(context.Background(), probe.WorkerConfig{
+			Type:   t,
+			Timing: probeTiming(tm),
+			Check:  check,
+			Clock:  s.clock,
+			OnResult: func(r probe.Result) {
+				s.onResult(t, r)
+			},
+			OnChange: func(c probe.Change) {
+				select {
+				case s.msgs <- msg{change: &c}:
+				case <-s.quit:
+				}
+			},
+		})
+		if err != nil {
+			// New validated the timings, so this cannot happen; say so loudly if it does
+			s.log.Error("cannot start probe worker", "service", s.name, "probe", t.String(), "err", err)
+			return nil
+		}
+		w.Hold()
+		return w
+	}
+	st, lv, rd := start(probe.Startup, s.set.Startup), start(probe.Liveness, s.set.Liveness), start(probe.Readiness, s.set.Readiness)
+	if st == nil || lv == nil || rd == nil {
+		for _, w := range []*probe.Worker{st, lv, rd} {
+			if w != nil {
+				w.Stop()
+			}
+		}
+		return false
+	}
+	s.startup, s.liveness, s.readiness = st, lv, rd
+	return true
+}
+
+func probeTiming(t config.Timing) probe.Timing {
+	return probe.Timing{InitialDelay: t.InitialDelay(), Period: t.Period(), Timeout: t.Timeout(),
+		SuccessThreshold: t.SuccessThreshold, FailureThreshold: t.FailureThreshold}
+}
+
+func (s *service) onResult(t probe.Type, r probe.Result) {
+	if s.observer != nil && r.Outcome != probe.Error {
+		s.observer.ObserveProbe(s.name, t.String(), r.Duration, r.Outcome != probe.Success)
+	}
+	pr := state.ProbeResult{Type: t.String(), OK: r.Outcome == probe.Success, Outcome: r.Outcome.String(),
+		Duration: r.Duration, At: r.At}
+	if r.Outcome != probe.Success {
+		pr.Error = r.Detail
+	}
+	s.update(func(sv *state.Service) { sv.LastProbe = pr })
+}
+
+func (s *service) holdAll() {
+	for _, w := range []*probe.Worker{s.startup, s.liveness, s.readiness} {
+		if w != nil {
+			w.Hold()
+		}
+	}
+}
+
+func (s *service) stopWorkers() {
+	for _, w := range []*probe.Worker{s.startup, s.liveness, s.readiness} {
+		if w != nil {
+			w.Stop()
+		}
+	}
+}
+
+func (s *service) onChange(ctx context.Context, c probe.Change) {
+	if s.expect != "" || !s.online.Load() {
+		return // a verdict about an instance that is going away
+	}
+	switch c.Type {
+	case probe.Startup:
+		switch c.To {
+		case probe.StateSuccess:
+			s.startupDone = true
+			s.startup.Hold()
+			s.liveness.Resume()
+			s.readiness.Resume()
+			s.setPhase(state.Starting, "started; waiting for readiness")
+		case probe.StateFailure:
+			s.requestRestart(ctx, state.ReasonProbe, "startup probe failed: "+c.Cause.Detail)
+		}
+	case probe.Liveness:
+		if c.To == probe.StateFailure && s.startupDone {
+			s.requestRestart(ctx, state.ReasonProbe, "liveness probe failed: "+c.Cause.Detail)
+		}
+	case probe.Readiness:
+		if !s.startupDone {
+			return
+		}
+		if c.To == probe.StateSuccess {
+			s.readySince = s.now()
+			s.update(func(sv *state.Service) { sv.Phase, sv.Ready, sv.Detail = state.Ready, true, "" })
+		} else if c.To == probe.StateFailure {
+			s.setPhase(state.Unhealthy, "readiness probe failing: "+c.Cause.Detail)
+		}
+	}
+}
+
+func (s *service) onMemory(ctx context.Context, u proctree.Usage) {
+	s.update(func(sv *state.Service) { sv.MemoryBytes, sv.MemoryKind = u.Bytes, u.Kind })
+	if s.expect != "" || s.retry != nil || !s.online.Load() {
+		return
+	}
+	if u.Bytes <= s.set.MemoryLimitBytes {
+		s.breaches = 0
+		return
+	}
+	s.breaches++
+	s.log.Warn("service over its memory limit", "service", s.name, "bytes", u.Bytes, "kind", u.Kind,
+		"limitBytes", s.set.MemoryLimitBytes, "check", s.breaches, "of", s.breachN)
+	if s.breaches >= s.breachN {
+		s.breaches = 0
+		s.requestRestart(ctx, state.ReasonMemory, fmt.Sprintf("process tree %d MiB over the limit of %d MiB for %d checks",
+			u.Bytes>>20, s.set.MemoryLimitBytes>>20, s.breachN))
+	}
+}
+
+// requestRestart restarts the service now or, while backing off, when the policy allows.
+func (s *service) requestRestart(ctx context.Context, reason, detail string) {
+	if s.expect != "" || s.retry != nil {
+		return // one restart at a time
+	}
+	s.log.Warn("service needs a restart", "service", s.name, "reason", reason, "detail", detail)
+	wait := s.policy.next()
+	if wait == 0 {
+		s.restart(ctx, reason)
+		return
+	}
+	s.retryReason = reason
+	s.retry = s.clock.After(wait)
+	due := s.now().Add(wait)
+	s.update(func(sv *state.Service) {
+		sv.Phase, sv.Ready, sv.NextAttempt = state.Backoff, false, due
+		sv.Detail = fmt.Sprintf("%s; restart in %s", detail, wait.Round(100*time.Millisecond))
+	})
+}
+
+func (s *service) restart(ctx context.Context, reason string) {
+	if s.id < 0 {
+		s.setPhase(state.Stopped, "cannot restart: not in PM2's process list")
+		return
+	}
+	s.holdAll()
+	s.expect = reason
+	s.crashed = false
+	s.setPhase(state.Restarting, "restarting ("+reason+")")
+	rctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	err := s.ctrl.Restart(rctx, s.id)
+	cancel()
+	if err != nil {
+		s.expect = ""
+		s.log.Error("restart failed", "service", s.name, "reason", reason, "err", err)
+		s.requestRestart(ctx, reason, "restart failed: "+err.Error())
+		return
+	}
+	s.count(reason, 1)
+	s.log.Info("service restarted", "service", s.name, "reason", reason)
+}

@@ -1,0 +1,342 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/livinity/livinity-agent/internal/procfs"
+	"github.com/livinity/livinity-agent/setup"
+	"github.com/livinity/livinity-agent/setup/config"
+	"github.com/livinity/livinity-agent/supervisor/pm2"
+	"github.com/livinity/livinity-agent/supervisor/probe"
+	"github.com/livinity/livinity-agent/supervisor/proctree"
+	"github.com/livinity/livinity-agent/supervisor/state"
+	"golang.org/x/sync/errgroup"
+)
+
+// Options configure a Supervisor.
+type Options struct {
+	Config  *config.Config
+	PM2Home string
+	// PM2Bin is the pm2 program: the fallback when the socket protocol misbehaves, and how
+	// a dead daemon is brought back (pm2 resurrect).
+	PM2Bin string
+	// Ecosystem is started when PM2 must be brought back and has no saved process list.
+	Ecosystem string
+	Store     *state.Store
+	Logger    *slog.Logger
+	// Observer, if set, receives every probe result (metrics).
+	Observer ProbeObserver
+	// Clock paces probes and restart timers; nil means the real clock.
+	Clock probe.Clock
+	// ReconcileEvery is the safety-net full process list (crashes are seen on the event bus
+	// at once); default 5 s.
+	ReconcileEvery time.Duration
+}
+
+// Supervisor keeps the services of one PM2 daemon healthy. Create it with New and call
+// Run once.
+type Supervisor struct {
+	opts      Options
+	log       *slog.Logger
+	services  []*service
+	byName    map[string]*service
+	ctrl      *pm2.Fallback
+	cli       *pm2.CLI
+	sampler   *proctree.Sampler
+	memEvery  time.Duration
+	heartbeat atomic.Int64
+
+	mu   sync.Mutex
+	pids map[string]instance // last known instances, for memory and orphan clean-up
+}
+
+type instance struct {
+	pid   int
+	start uint64
+}
+
+// New checks the options and prepares the services; nothing runs until Run.
+func New(opts Options) (*Supervisor, error) {
+	if opts.Config == nil || opts.Store == nil || opts.PM2Home == "" || opts.PM2Bin == "" {
+		return nil, errors.New("supervisor: Config, Store, PM2Home and PM2Bin are required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Clock == nil {
+		opts.Clock = probe.RealClock{}
+	}
+	if opts.ReconcileEvery <= 0 {
+		opts.ReconcileEvery = 5 * time.Second
+	}
+	cli := &pm2.CLI{Bin: opts.PM2Bin, Home: opts.PM2Home}
+	s := &Supervisor{
+		opts: opts, log: opts.Logger, byName: map[string]*service{}, cli: cli,
+		ctrl: pm2.NewFallback(opts.PM2Home, cli, opts.Logger), sampler: proctree.NewSampler(""),
+		pids: map[string]instance{}, memEvery: time.Hour,
+	}
+	for _, name := range config.ServiceNames {
+		set := opts.Config.ServiceSettings(name)
+		for _, t := range []config.Timing{set.Startup, set.Liveness, set.Readiness} {
+			if err := probeTiming(t).Validate(); err != nil {
+				return nil, fmt.Errorf("supervisor: service %s: %w", name, err)
+			}
+		}
+		if err := setup.ProbeSpec(set.Probe).Validate(); err != nil {
+			return nil, fmt.Errorf("supervisor: service %s: %w", name, err)
+		}
+		sv := &service{
+			name: name, set: set, breachN: opts.Config.Agent.MemoryBreachChecks, store: opts.Store,
+			ctrl: s.ctrl, log: opts.Logger, observer: opts.Observer,
+			policy: newRestartPolicy(opts.Config.Agent.RestartBackoff, nil),
+			msgs:   make(chan msg, 256), quit: make(chan struct{}), clock: opts.Clock, now: time.Now,
+			id: -1, baseline: -1,
+		}
+		opts.Store.Update(name, func(st *state.Service) { st.MemoryLimitBytes = set.MemoryLimitBytes })
+		s.services = append(s.services, sv)
+		s.byName[name] = sv
+		s.memEvery = min(s.memEvery, set.Liveness.Period())
+	}
+	s.heartbeat.Store(time.Now().UnixNano())
+	return s, nil
+}
+
+// Heartbeat is when the supervision loop last went round (for the systemd watchdog: a
+// stuck loop stops advancing it).
+func (s *Supervisor) Heartbeat() time.Time { return time.Unix(0, s.heartbeat.Load()) }
+
+// Run supervises until ctx ends. Stopping it never stops the services.
+func (s *Supervisor) Run(ctx context.Context) error {
+	defer s.ctrl.Close()
+	g, ctx := errgroup.WithContext(ctx)
+	updates := make(chan pm2.Update, 64)
+	w := &pm2.Watcher{Home: s.opts.PM2Home, Logger: s.log, BackOff: backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(100*time.Millisecond), backoff.WithMaxInterval(time.Second),
+		backoff.WithMaxElapsedTime(0))}
+	g.Go(func() error { w.Run(ctx, updates); return nil })
+	for _, sv := range s.services {
+		g.Go(func() error { return sv.run(ctx) })
+	}
+	g.Go(func() error { return s.sampleMemory(ctx) })
+	g.Go(func() error { return s.loop(ctx, updates) })
+	return g.Wait()
+}
+
+// loop dispatches PM2's updates to the services, reconciles with a full list after events
+// and periodically, and brings a dead daemon back.
+func (s *Supervisor) loop(ctx context.Context, updates <-chan pm2.Update) error {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var (
+		reconcile   <-chan time.Time
+		recoverAt   <-chan time.Time
+		lastList    time.Time
+		connected   bool
+		recovering  bool
+		recoverDone = make(chan error, 1)
+		recoverWait = backoff.NewExponentialBackOff(backoff.WithInitialInterval(time.Second),
+			backoff.WithMaxInterval(30*time.Second), backoff.WithMaxElapsedTime(0))
+	)
+	for {
+		s.heartbeat.Store(time.Now().UnixNano())
+		select {
+		case <-ctx.Done():
+			return nil
+		case u := <-updates:
+			switch {
+			case u.Snapshot != nil:
+				connected, recoverAt = true, nil
+				recoverWait.Reset()
+				s.opts.Store.UpdateAgent(func(a *state.Agent) { a.PM2Connected = true })
+				s.dispatchList(ctx, u.Snapshot)
+				lastList = time.Now()
+			case u.Event != nil:
+				s.dispatch(ctx, u.Event.Name, msg{event: u.Event})
+				if reconcile == nil {
+					reconcile = time.After(20 * time.Millisecond) // learn the new pid
+				}
+			case !u.Connected:
+				connected = false
+				s.log.Warn("the PM2 daemon is gone", "home", s.opts.PM2Home, "err", u.Err)
+				s.opts.Store.UpdateAgent(func(a *state.Agent) { a.PM2Connected = false })
+				for _, sv := range s.services {
+					s.dispatch(ctx, sv.name, msg{daemonDown: true})
+				}
+				if !recovering && recoverAt == nil {
+					recoverAt = time.After(time.Second) // it may be restarting on its own
+				}
+			}
+		case <-reconcile:
+			reconcile = nil
+			s.list(ctx)
+			lastList = time.Now()
+		case <-tick.C:
+			if connected && time.Since(lastList) >= s.opts.ReconcileEvery {
+				s.list(ctx)
+				lastList = time.Now()
+			}
+		case <-recoverAt:
+			recoverAt = nil
+			if !connected && !recovering {
+				recovering = true
+				go func() { recoverDone <- s.recoverDaemon(ctx) }()
+			}
+		case err := <-recoverDone:
+			recovering = false
+			if err != nil && !connected {
+				wait := recoverWait.NextBackOff()
+				s.log.Error("could not bring the PM2 daemon back; retrying", "err", err, "in", wait)
+				recoverAt = time.After(wait)
+			}
+		}
+	}
+}
+
+func (s *Supervisor) list(ctx context.Context) {
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	procs, err := s.ctrl.List(lctx)
+	if err != nil {
+		if !errors.Is(err, pm2.ErrDaemonNotRunning) && ctx.Err() == nil {
+			s.log.Warn("cannot list PM2 apps", "err", err)
+		}
+		return
+	}
+	s.dispatchList(ctx, procs)
+}
+
+// dispatchList hands every service its record (or its absence) from a full list.
+func (s *Supervisor) dispatchList(ctx context.Context, procs []pm2.Process) {
+	seen := map[string]bool{}
+	s.mu.Lock()
+	for _, p := range procs {
+		if _, ok := s.byName[p.Name]; !ok || seen[p.Name] {
+			continue
+		}
+		seen[p.Name] = true
+		if p.Status == pm2.StatusOnline && p.PID > 0 {
+			if prev, ok := s.pids[p.Name]; !ok || prev.pid != p.PID {
+				s.pids[p.Name] = instance{pid: p.PID, start: procfs.StartTime(p.PID)}
+			}
+		} else {
+			delete(s.pids, p.Name)
+		}
+	}
+	for name := range s.pids {
+		if !seen[name] {
+			delete(s.pids, name)
+		}
+	}
+	s.mu.Unlock()
+	for _, p := range procs {
+		if _, ok := s.byName[p.Name]; ok {
+			s.dispatch(ctx, p.Name, msg{proc: &p})
+		}
+	}
+	for _, sv := range s.services {
+		if !seen[sv.name] {
+			s.dispatch(ctx, sv.name, msg{missing: true})
+		}
+	}
+}
+
+func (s *Supervisor) dispatch(ctx context.Context, name string, m msg) {
+	sv, ok := s.byName[name]
+	if !ok {
+		return
+	}
+	select {
+	case sv.msgs <- m:
+	case <-ctx.Done():
+	}
+}
+
+// sampleMemory measures every service's process tree once per (shortest) probe period,
+// from one pass over /proc.
+func (s *Supervisor) sampleMemory(ctx context.Context) error {
+	t := s.opts.Clock.NewTicker(s.memEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C():
+		}
+		s.mu.Lock()
+		pids := make(map[string]instance, len(s.pids))
+		for k, v := range s.pids {
+			pids[k] = v
+		}
+		s.mu.Unlock()
+		if len(pids) == 0 {
+			continue
+		}
+		table, err := s.sampler.Scan()
+		if err != nil {
+			s.log.Warn("cannot scan /proc for memory", "err", err)
+			continue
+		}
+		for name, in := range pids {
+			u, err := table.Memory(int32(in.pid))
+			if err != nil {
+				continue // gone since the last list; the bus says what happened
+			}
+			s.dispatch(ctx, name, msg{mem: &u})
+		}
+	}
+}
+
+// recoverDaemon brings a dead PM2 daemon back: it first ends what is left of the old
+// instances (apps that are not Node.js outlive a SIGKILLed daemon and would hold their
+// ports), then resurrects the saved process list — or starts the ecosystem when there is
+// none. This is the one place where the agent starts a daemon, under its own PM2 home.
+func (s *Supervisor) recoverDaemon(ctx context.Context) error {
+	s.killOrphans()
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	dump := filepath.Join(s.opts.PM2Home, "dump.pm2")
+	if _, err := os.Stat(dump); err == nil {
+		s.log.Warn("bringing the PM2 daemon back from its saved process list", "home", s.opts.PM2Home)
+		return s.cli.Resurrect(ctx)
+	}
+	if s.opts.Ecosystem == "" {
+		return fmt.Errorf("no saved process list at %s and no ecosystem file to start", dump)
+	}
+	s.log.Warn("bringing the PM2 daemon back from the ecosystem file", "home", s.opts.PM2Home, "ecosystem", s.opts.Ecosystem)
+	return s.cli.StartEcosystem(ctx, s.opts.Ecosystem)
+}
+
+// killOrphans ends the process trees of the last known instances that still run.
+func (s *Supervisor) killOrphans() {
+	s.mu.Lock()
+	pids := s.pids
+	s.pids = map[string]instance{}
+	s.mu.Unlock()
+	table, err := s.sampler.Scan()
+	if err != nil {
+		return
+	}
+	for name, in := range pids {
+		if !procfs.Alive(in.pid, in.start) {
+			continue
+		}
+		u, err := table.Memory(int32(in.pid))
+		if err != nil {
+			continue
+		}
+		s.log.Warn("ending a service left running by the dead PM2 daemon", "service", name, "pid", in.pid, "processes", len(u.PIDs))
+		for _, p := range u.PIDs {
+			syscall.Kill(int(p), syscall.SIGKILL)
+		}
+	}
+}
