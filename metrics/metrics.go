@@ -15,7 +15,7 @@
 //	livinity_service_memory_limit_bytes{service}            the agent's limit (absent when none is set)
 //	livinity_service_restarts_total{service,reason}         restarts the agent did or observed (every reason, from 0)
 //	livinity_service_probe_duration_seconds{service,probe}  histogram of single checks
-//	livinity_service_probe_failures_total{service,probe}    single checks that did not succeed
+//	livinity_service_probe_failures_total{service,probe}    single checks that failed
 //	livinity_agent_ready                                    every service is ready (0/1)
 //	livinity_agent_build_info{version,goversion,revision}   always 1
 //	livinity_host_memory_total_bytes                        MemTotal (gopsutil)
@@ -87,12 +87,12 @@ func New(opts Options) *Metrics {
 		registry: prometheus.NewRegistry(),
 		probeDur: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: namespace, Subsystem: "service", Name: "probe_duration_seconds",
-			Help:    "Duration of single health checks (startup, liveness, readiness probes run by the agent), in seconds.",
+			Help:    "Duration of single health checks (startup, liveness and readiness probes run by the agent) in seconds.",
 			Buckets: ProbeBuckets,
 		}, []string{"service", "probe"}),
 		probeErr: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: "service", Name: "probe_failures_total",
-			Help: "Single health checks run by the agent whose outcome was not success (the service answered badly or not at all, or the probe could not run).",
+			Help: "Single health checks run by the agent that failed: the service answered badly or not at all (errors of the probe itself are not counted).",
 		}, []string{"service", "probe"}),
 	}
 	m.registry.MustRegister(
@@ -109,7 +109,8 @@ func New(opts Options) *Metrics {
 func (m *Metrics) Registry() *prometheus.Registry { return m.registry }
 
 // ObserveProbe records one single check of a service's probe (probeType is startup,
-// liveness or readiness): its duration, and a failure when it did not succeed.
+// liveness or readiness): its duration, and a failure when the service answered badly or
+// not at all. The supervisor does not report checks that could not run (probe errors).
 func (m *Metrics) ObserveProbe(service, probeType string, d time.Duration, failed bool) {
 	m.probeDur.WithLabelValues(service, probeType).Observe(d.Seconds())
 	c := m.probeErr.WithLabelValues(service, probeType) // the series exists from the first check

@@ -197,7 +197,7 @@ func TestGoldenProbes(t *testing.T) {
 	m.ObserveProbe("nexus-core", "readiness", 700*time.Microsecond, false)
 	m.ObserveProbe("livos", "startup", 10*time.Second, true)
 	want := `
-# HELP livinity_service_probe_duration_seconds Duration of single health checks (startup, liveness, readiness probes run by the agent), in seconds.
+# HELP livinity_service_probe_duration_seconds Duration of single health checks (startup, liveness and readiness probes run by the agent) in seconds.
 # TYPE livinity_service_probe_duration_seconds histogram
 livinity_service_probe_duration_seconds_bucket{probe="liveness",service="nexus-core",le="0.0005"} 1
 livinity_service_probe_duration_seconds_bucket{probe="liveness",service="nexus-core",le="0.001"} 1
@@ -244,7 +244,7 @@ livinity_service_probe_duration_seconds_bucket{probe="startup",service="livos",l
 livinity_service_probe_duration_seconds_bucket{probe="startup",service="livos",le="+Inf"} 1
 livinity_service_probe_duration_seconds_sum{probe="startup",service="livos"} 10
 livinity_service_probe_duration_seconds_count{probe="startup",service="livos"} 1
-# HELP livinity_service_probe_failures_total Single health checks run by the agent whose outcome was not success (the service answered badly or not at all, or the probe could not run).
+# HELP livinity_service_probe_failures_total Single health checks run by the agent that failed: the service answered badly or not at all (errors of the probe itself are not counted).
 # TYPE livinity_service_probe_failures_total counter
 livinity_service_probe_failures_total{probe="liveness",service="nexus-core"} 1
 livinity_service_probe_failures_total{probe="readiness",service="nexus-core"} 0
