@@ -153,7 +153,7 @@ func readStatus(ctx context.Context, cmd *cli.Command, sock string) statusReadin
 		return statusReading{code: statusExitUnknown, err: err.Error()}
 	}
 
-	r := statusReading{code: statusExitNotRunning, err: "livinity-agent is not running (nothing answers on " + sock + ")"}
+	r := statusReading{code: statusExitNotRunning, err: "agent not running"}
 	home, err := pm2Home(cmd)
 	if err != nil {
 		r.notes = append(r.notes, fmt.Sprintf("agent not running (nothing answers on %s); cannot look for PM2 either: %v", sock, err))
