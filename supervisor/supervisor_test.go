@@ -1,0 +1,220 @@
+package supervisor_test
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/livinity/livinity-agent/internal/procfs"
+	"github.com/livinity/livinity-agent/setup/config"
+	"github.com/livinity/livinity-agent/supervisor/pm2"
+	"github.com/livinity/livinity-agent/supervisor/state"
+)
+
+var others = func(except string) []string {
+	var out []string
+	for _, n := range config.ServiceNames {
+		if n != except {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// TestKillNineIsSeenAtOnceAndRecovered kills a service with SIGKILL: the agent's state shows
+// the exit (the time from the kill to the state change is printed) and the recovery.
+func TestKillNineIsSeenAtOnceAndRecovered(t *testing.T) {
+	f := newFixture(t, nil, nil)
+	before := f.procs()
+	changes, cancel := f.store.Subscribe()
+	defer cancel()
+
+	killed := time.Now()
+	if err := syscall.Kill(before["nexus-core"].PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	var seen time.Time
+	for seen.IsZero() {
+		select {
+		case c := <-changes:
+			if c.Service == "nexus-core" && c.To == state.Restarting {
+				seen = c.At
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the exit never reached the state")
+		}
+	}
+	t.Logf("kill -9 → state shows the exit: %s", seen.Sub(killed))
+	sv := f.waitPhase("nexus-core", state.Ready, 20*time.Second)
+	if sv.Restarts[state.ReasonCrash] != 1 {
+		t.Errorf("restarts = %v, want one crash", sv.Restarts)
+	}
+	if sv.PID == before["nexus-core"].PID || sv.PID == 0 {
+		t.Errorf("pid after recovery = %d (before %d)", sv.PID, before["nexus-core"].PID)
+	}
+	f.untouched(before, others("nexus-core")...)
+}
+
+// TestHungServiceIsRestartedByLiveness stops a service with SIGSTOP (alive, not answering):
+// liveness fails and the agent restarts it within period × failureThreshold + timeout
+// (+ one period of slack), and not before the threshold can have been reached.
+func TestHungServiceIsRestartedByLiveness(t *testing.T) {
+	f := newFixture(t, nil, nil)
+	before := f.procs()
+	changes, cancel := f.store.Subscribe()
+	defer cancel()
+	live := f.cfg.ServiceSettings("nexus-mcp").Liveness
+	pid := before["nexus-mcp"].PID
+	stopped := time.Now()
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Kill(pid, syscall.SIGCONT)
+	var restarted time.Time
+	for restarted.IsZero() {
+		select {
+		case c := <-changes:
+			if c.Service == "nexus-mcp" && c.To == state.Restarting {
+				restarted = c.At
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("the hung service was never restarted")
+		}
+	}
+	took := restarted.Sub(stopped)
+	upper := time.Duration(live.FailureThreshold)*live.Period() + live.Timeout() + live.Period()
+	lower := time.Duration(live.FailureThreshold-1)*live.Period() + live.Timeout()
+	t.Logf("SIGSTOP → restart: %s (allowed %s to %s)", took, lower, upper)
+	if took < lower || took > upper {
+		t.Errorf("restart after %s; want between %s and %s", took, lower, upper)
+	}
+	sv := f.waitPhase("nexus-mcp", state.Ready, 20*time.Second)
+	if sv.Restarts[state.ReasonProbe] != 1 || sv.Restarts[state.ReasonCrash] != 0 {
+		t.Errorf("restarts = %v, want one by probe", sv.Restarts)
+	}
+	f.untouched(before, others("nexus-mcp")...)
+}
+
+// TestCrashAtStartForever: PM2 gives up (errored) on a service that always crashes; the
+// agent keeps restarting it, with growing delays up to the cap, and never gives up.
+func TestCrashAtStartForever(t *testing.T) {
+	f := newFixture(t, func(apps map[string]*app) {
+		w := apps["nexus-worker"]
+		w.Env["CRASH_AT_START"] = "1"
+		w.Script = strings.Replace(w.Script, "idle.js", "web.js", 1)
+		w.MaxRestarts, w.MinUptime = 2, 5000
+	}, nil)
+	for _, n := range others("nexus-worker") {
+		f.waitPhase(n, state.Ready, 30*time.Second)
+	}
+	before := f.procs()
+	changes, cancel := f.store.Subscribe()
+	defer cancel()
+	var waits []time.Duration
+	deadline := time.After(60 * time.Second)
+	for len(waits) < 6 {
+		select {
+		case c := <-changes:
+			if c.Service == "nexus-worker" && c.To == state.Backoff {
+				sv := f.service("nexus-worker")
+				waits = append(waits, time.Until(sv.NextAttempt))
+			}
+		case <-deadline:
+			t.Fatalf("only %d backoff waits in 60 s: %v", len(waits), waits)
+		}
+	}
+	t.Logf("backoff waits: %v", waits)
+	b := f.cfg.Agent.RestartBackoff
+	want := b.Initial()
+	for i, w := range waits {
+		lo, hi := time.Duration(float64(want)*0.75)-100*time.Millisecond, time.Duration(float64(want)*1.25)
+		if w < lo || w > hi {
+			t.Errorf("wait %d = %s, want %s ±25%%", i, w, want)
+		}
+		want = min(time.Duration(float64(want)*b.Multiplier), b.Max())
+	}
+	sv := f.service("nexus-worker")
+	if sv.Restarts[state.ReasonCrash] < 6 {
+		t.Errorf("restarts = %v, want crashes counted", sv.Restarts)
+	}
+	f.untouched(before, others("nexus-worker")...)
+}
+
+// TestMemoryLeakInAChildProcess: a service whose child process grows is restarted for
+// memory, measured over its whole process tree, while PM2's own measurement of the main
+// pid stays far below the limit (so PM2's max_memory_restart would not have fired).
+func TestMemoryLeakInAChildProcess(t *testing.T) {
+	const limitMB = 120
+	f := newFixture(t, nil, func(c *config.Config) {
+		s := c.Agent.Services["nexus-core"]
+		s.MemoryLimitMB = limitMB
+		c.Agent.Services["nexus-core"] = s
+	})
+	before := f.procs()
+	// restart nexus-core with a leaking child (the agent sees a manual restart)
+	f.pm2("delete", "nexus-core")
+	leak := filepath.Join(t.TempDir(), "leak.config.cjs")
+	eco, _ := os.ReadFile(f.eco)
+	os.WriteFile(leak, []byte(strings.Replace(string(eco), `"PORT": "`+strconv.Itoa(f.cfg.Ports.API)+`"`,
+		`"PORT": "`+strconv.Itoa(f.cfg.Ports.API)+`", "LEAK_CHILD_MB": "10"`, 1)), 0o644)
+	f.pm2("start", leak, "--only", "nexus-core")
+
+	var pm2Mem uint64
+	waitFor(t, "a memory restart", 60*time.Second, func() bool {
+		if p, ok := f.procs()["nexus-core"]; ok && f.service("nexus-core").Restarts[state.ReasonMemory] == 0 {
+			pm2Mem = max(pm2Mem, p.MonitMemory)
+		}
+		return f.service("nexus-core").Restarts[state.ReasonMemory] >= 1
+	})
+	sv := f.service("nexus-core")
+	t.Logf("memory restart; the tree held >%d MiB (%s); PM2's monit.memory of the main pid peaked at %d MiB",
+		limitMB, sv.MemoryKind, pm2Mem>>20)
+	if pm2Mem >= limitMB<<20 {
+		t.Errorf("PM2's main-pid memory reached %d MiB: the test does not show the tree difference", pm2Mem>>20)
+	}
+	f.untouched(before, others("nexus-core")...)
+}
+
+// TestPM2DaemonKilled: the PM2 daemon is SIGKILLed; the agent ends what it left running,
+// brings PM2 back with the saved list, reconnects, and every service runs exactly once.
+func TestPM2DaemonKilled(t *testing.T) {
+	f := newFixture(t, nil, nil)
+	before := f.procs()
+	b, err := os.ReadFile(filepath.Join(f.home, "pm2.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	daemon, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err := syscall.Kill(daemon, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the agent to see the daemon gone", 10*time.Second, func() bool {
+		return !f.store.Snapshot().Agent.PM2Connected
+	})
+	for _, n := range config.ServiceNames {
+		f.waitPhase(n, state.Ready, 60*time.Second)
+	}
+	after := f.procs()
+	if len(after) != len(config.ServiceNames) {
+		t.Errorf("PM2 runs %d apps after recovery, want %d", len(after), len(config.ServiceNames))
+	}
+	for _, n := range config.ServiceNames {
+		if after[n].Status != pm2.StatusOnline {
+			t.Errorf("%s is %s", n, after[n].Status)
+		}
+		if after[n].PID == before[n].PID {
+			t.Errorf("%s kept pid %d across a daemon restart", n, after[n].PID)
+		}
+		// the old instance (orphaned for non-Node apps) is gone: nothing double-started
+		if st, ok := procfs.ReadStat(before[n].PID); ok && st.State != "Z" {
+			t.Errorf("%s: the old instance (pid %d) still runs", n, before[n].PID)
+		}
+	}
+	if !f.store.Snapshot().Agent.PM2Connected {
+		t.Error("the agent did not reconnect")
+	}
+}
