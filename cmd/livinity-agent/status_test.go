@@ -427,3 +427,39 @@ func TestStatusWatchStopsWithContext(t *testing.T) {
 		t.Fatal("--watch cleared the screen of something that is not a terminal")
 	}
 }
+
+// On a terminal --watch redraws in place: it clears the screen before each refresh.
+func TestStatusWatchClearsATerminal(t *testing.T) {
+	dir := serveStatus(t, readyStore())
+	ptmx, tty, err := pty.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ptmx.Close()
+	var got syncBuffer
+	read := make(chan struct{})
+	go func() { io.Copy(&got, ptmx); close(read) }() // ends with EIO once tty is closed
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	done := make(chan int, 1)
+	go func() {
+		code, _ := runStatusCLI(ctx, tty, io.Discard, "--runtime-dir", dir, "status", "--watch", "--interval", "100ms")
+		done <- code
+	}()
+	waitUntil(t, 10*time.Second, func() bool { return strings.Count(got.String(), "\x1b[H\x1b[2J") >= 2 },
+		"two refreshes clear the terminal")
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("watch ended with exit %d, want 0", code)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("--watch did not stop after its context was canceled")
+	}
+	tty.Close()
+	<-read
+	if !strings.Contains(got.String(), "5/5 services ready") {
+		t.Fatalf("terminal output lacks the table:\n%q", got.String())
+	}
+}
