@@ -111,6 +111,13 @@ func New(opts Options) (*Supervisor, error) {
 	return s, nil
 }
 
+// SetObserver sets who receives every probe result (metrics); call it before Run.
+func (s *Supervisor) SetObserver(o ProbeObserver) {
+	for _, sv := range s.services {
+		sv.observer = o
+	}
+}
+
 // Heartbeat is when the supervision loop last went round (for the systemd watchdog: a
 // stuck loop stops advancing it).
 func (s *Supervisor) Heartbeat() time.Time { return time.Unix(0, s.heartbeat.Load()) }
@@ -266,10 +273,12 @@ func (s *Supervisor) dispatch(ctx context.Context, name string, m msg) {
 func (s *Supervisor) sampleMemory(ctx context.Context) error {
 	t := s.opts.Clock.NewTicker(s.memEvery)
 	defer t.Stop()
+	first := s.opts.Clock.After(250 * time.Millisecond) // a figure soon after start
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-first:
 		case <-t.C():
 		}
 		s.mu.Lock()

@@ -7,14 +7,19 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"strings"
 
+	"github.com/livinity/livinity-agent/systemd"
 	"github.com/urfave/cli/v3"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+// version and commit are set at build time with -ldflags "-X main.version=... -X main.commit=...".
+var (
+	version = "dev"
+	commit  = ""
+)
 
 const (
 	defaultStateDir   = "/var/lib/livinity-agent"
@@ -92,26 +97,33 @@ func versionCommand() *cli.Command {
 }
 
 func versionLine() string {
-	rev := "unknown"
-	goVer := "unknown"
+	return fmt.Sprintf("livinity-agent %s (revision %s, %s)", version, revision(), runtime.Version())
+}
+
+// revision is the VCS revision the binary was built from: -ldflags "-X main.commit=...",
+// else the Go build info, else "unknown".
+func revision() string {
+	if commit != "" {
+		return commit
+	}
 	if bi, ok := debug.ReadBuildInfo(); ok {
-		goVer = bi.GoVersion
 		for _, s := range bi.Settings {
 			if s.Key == "vcs.revision" {
-				rev = s.Value
+				return s.Value
 			}
 		}
 	}
-	return fmt.Sprintf("livinity-agent %s (revision %s, %s)", version, rev, goVer)
+	return "unknown"
 }
 
-// newLogger builds the structured logger: slog text lines on w at the chosen level.
+// newLogger builds the structured logger: slog text lines on w at the chosen level, in
+// journald's form (priority prefixes, no timestamps) when w is connected to the journal.
 func newLogger(cmd *cli.Command, w io.Writer) (*slog.Logger, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(cmd.String(flagLogLevel))); err != nil {
 		return nil, fmt.Errorf("--log-level: %q is not a level; use debug, info, warn or error", cmd.String(flagLogLevel))
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})), nil
+	return slog.New(systemd.NewLogHandler(w, &slog.HandlerOptions{Level: level})), nil
 }
 
 // pm2Home resolves the PM2 home: the flag, else $PM2_HOME, else $HOME/.pm2. It never

@@ -5,13 +5,19 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/livinity/livinity-agent/internal/redact"
+	"github.com/livinity/livinity-agent/metrics"
 	"github.com/livinity/livinity-agent/setup"
 	"github.com/livinity/livinity-agent/setup/config"
 	"github.com/livinity/livinity-agent/supervisor"
 	"github.com/livinity/livinity-agent/supervisor/state"
+	"github.com/livinity/livinity-agent/supervisor/statusapi"
+	"github.com/livinity/livinity-agent/systemd"
 	"github.com/urfave/cli/v3"
 	"golang.org/x/sync/errgroup"
 )
@@ -45,24 +51,61 @@ func runAgent(ctx context.Context, cmd *cli.Command) error {
 	}
 	log := slog.New(redact.NewHandler(baseLog.Handler(), secrets))
 	store := state.New(state.Agent{Version: version, Started: time.Now()}, config.ServiceNames)
+	notifier := systemd.NewNotifier(log)
+	listen := cmd.String(flagMetricsListen)
+	if listen == "" {
+		listen = cfg.Agent.Metrics.Listen
+	}
+	runtimeDir, err := filepath.Abs(cmd.String(flagRuntimeDir))
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(runtimeDir, 0o755); err != nil {
+		return fmt.Errorf("create runtime dir (--runtime-dir): %w", err)
+	}
 
 	plan, opts, err := newPipeline(cmd, cfg, log)
 	if err != nil {
 		return err
 	}
-	if err := onboardIfNeeded(ctx, cmd, cfg, plan, opts, store, secrets, log); err != nil {
-		return err
+	// the watchdog runs from the start: while onboarding, progress is the heartbeat; then
+	// the supervision loop's
+	var sup atomic.Pointer[supervisor.Supervisor]
+	heartbeat := func() time.Time {
+		if s := sup.Load(); s != nil {
+			return s.Heartbeat()
+		}
+		return time.Now()
 	}
-	sup, err := supervisor.New(supervisor.Options{
-		Config: cfg, PM2Home: plan.PM2Home, PM2Bin: cmd.String(flagPM2), Ecosystem: plan.EcosystemFile(),
-		Store: store, Logger: log,
-	})
-	if err != nil {
-		return err
-	}
-	log.Info("supervising", "services", len(config.ServiceNames), "pm2Home", plan.PM2Home)
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return sup.Run(gctx) })
+	g.Go(func() error { return notifier.RunWatchdog(gctx, heartbeat) })
+	g.Go(func() error {
+		defer notifier.Stopping()
+		if err := onboardIfNeeded(gctx, cfg, plan, opts, store, secrets, notifier, log); err != nil {
+			return err
+		}
+		s, err := supervisor.New(supervisor.Options{
+			Config: cfg, PM2Home: plan.PM2Home, PM2Bin: cmd.String(flagPM2), Ecosystem: plan.EcosystemFile(),
+			Store: store, Logger: log,
+		})
+		if err != nil {
+			return err
+		}
+		m := metrics.New(metrics.Options{Store: store, Version: version, Revision: revision(),
+			Alive: func() bool { return time.Since(s.Heartbeat()) < 10*time.Second }, Logger: log})
+		s.SetObserver(m)
+		sup.Store(s)
+		sg, sctx := errgroup.WithContext(gctx)
+		sg.Go(func() error { return s.Run(sctx) })
+		sg.Go(func() error { return (&metrics.Server{Addr: listen, Handler: m.Handler(), Logger: log}).Run(sctx) })
+		sg.Go(func() error {
+			return (&statusapi.Server{Path: filepath.Join(runtimeDir, statusapi.SocketName), Store: store, Logger: log}).Run(sctx)
+		})
+		sg.Go(func() error { return notifier.RunStatus(sctx, store) })
+		log.Info("supervising", "services", len(config.ServiceNames), "pm2Home", plan.PM2Home, "metrics", listen)
+		notifier.Ready()
+		return sg.Wait()
+	})
 	err = g.Wait()
 	log.Info("agent stopped; the services keep running")
 	if err != nil && !errors.Is(err, context.Canceled) {
@@ -74,8 +117,8 @@ func runAgent(ctx context.Context, cmd *cli.Command) error {
 // onboardIfNeeded runs the pipeline when the box was never onboarded, when the config
 // changed since the last successful run, or when the last run failed; otherwise it adopts
 // the running services. An interrupted run is always finished first.
-func onboardIfNeeded(ctx context.Context, cmd *cli.Command, cfg *config.Config, plan *setup.Plan, opts setup.Options,
-	store *state.Store, secrets *redact.Secrets, log *slog.Logger) error {
+func onboardIfNeeded(ctx context.Context, cfg *config.Config, plan *setup.Plan, opts setup.Options,
+	store *state.Store, secrets *redact.Secrets, notifier *systemd.Notifier, log *slog.Logger) error {
 	if _, err := setup.Recover(ctx, plan.StateDir, opts); err != nil {
 		return err
 	}
@@ -105,6 +148,9 @@ func onboardIfNeeded(ctx context.Context, cmd *cli.Command, cfg *config.Config, 
 		if e.Status == setup.StatusRunning {
 			step := fmt.Sprintf("step %d/%d %s", e.Index, e.Total, e.Step.Title)
 			store.UpdateAgent(func(a *state.Agent) { a.Setup.Step = step })
+			notifier.Status("onboarding: " + step)
+			// systemd waits for READY=1; each step may take up to its own timeout
+			notifier.ExtendTimeout(max(e.Step.Timeout, cfg.Agent.HealthTimeout()) + time.Minute)
 		}
 	}
 	res, err := setup.Run(ctx, plan, opts)
