@@ -112,7 +112,7 @@ func DefaultTable() []DefaultEntry {
 		{"agent.preflight.minRamGB", js(d.Agent.Preflight.MinRAMGB), "memory needed, GB"},
 		{"agent.healthTimeoutSeconds", js(d.Agent.HealthTimeoutSeconds), "onboarding waits this long for all services to be healthy"},
 		{"agent.memoryBreachChecks", js(d.Agent.MemoryBreachChecks), "checks in a row over memoryLimitMB before a restart"},
-		{"agent.restartBackoff.initialSeconds", js(d.Agent.RestartBackoff.InitialSeconds), "first restart delay"},
+		{"agent.restartBackoff.initialSeconds", js(d.Agent.RestartBackoff.InitialSeconds), "delay before the second restart in a row (the first is immediate)"},
 		{"agent.restartBackoff.multiplier", js(d.Agent.RestartBackoff.Multiplier), "delay grows by this factor per restart"},
 		{"agent.restartBackoff.maxSeconds", js(d.Agent.RestartBackoff.MaxSeconds), "longest restart delay"},
 		{"agent.restartBackoff.resetAfterSeconds", js(d.Agent.RestartBackoff.ResetAfterSeconds), "a run this long resets the delay"},
