@@ -20,9 +20,8 @@ import (
 // promqlMetricNames returns the metric names a PromQL expression selects, with a simple
 // tokenizer: strings, label matchers {...}, ranges [...], Grafana variables, numbers and
 // durations, keywords and aggregation operators, function names (an identifier followed
-// by "(") and grouping label
-// lists (by/without/on/ignoring/group_left/group_right (...)) are skipped; every other
-// identifier is a metric name.
+// by "(") and grouping label lists (by/without/on/ignoring/group_left/group_right (...))
+// are skipped; every other identifier is a metric name.
 func promqlMetricNames(expr string) []string {
 	keywords := map[string]bool{"and": true, "or": true, "unless": true, "bool": true, "offset": true,
 		"by": true, "without": true, "on": true, "ignoring": true, "group_left": true, "group_right": true,

@@ -125,6 +125,8 @@ func (m *Metrics) Handler() http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{
 		ErrorLog:      promLogger{m.logger},
 		ErrorHandling: promhttp.ContinueOnError,
+		// concurrent scrapes share one collection: many scrapers cost one gather
+		CoalesceGather: true,
 	}))
 	mux.HandleFunc("GET /healthz", m.healthz)
 	mux.HandleFunc("GET /readyz", m.readyz)
