@@ -265,7 +265,7 @@ func TestStatusLine(t *testing.T) {
 		{"ready phase not yet ready", state.Snapshot{Services: five(state.Service{Name: "livos", Phase: state.Ready})},
 			"4/5 ready: livos ready"},
 		{"failed onboarding", state.Snapshot{
-			Agent: state.Agent{Setup: state.Setup{Ran: true, OK: false, Error: "secret-bearing text"}},
+			Agent:    state.Agent{Setup: state.Setup{Ran: true, OK: false, Error: "secret-bearing text"}},
 			Services: []state.Service{{Name: "livos", Phase: state.Stopped}}},
 			"onboarding failed (see the journal)"},
 	}
