@@ -79,6 +79,8 @@ func newApp(stdout, stderr io.Writer) *cli.Command {
 			demoCommand(),
 			wizardCommand(),
 			versionCommand(),
+			installCommand(),
+			uninstallCommand(),
 		},
 		// errors are printed once, by main
 		ExitErrHandler: func(context.Context, *cli.Command, error) {},

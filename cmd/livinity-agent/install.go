@@ -1,0 +1,376 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/livinity/livinity-agent/internal/atomicfile"
+	"github.com/livinity/livinity-agent/setup/config"
+	"github.com/livinity/livinity-agent/supervisor/statusapi"
+	"github.com/livinity/livinity-agent/systemd"
+	"github.com/urfave/cli/v3"
+	"golang.org/x/term"
+)
+
+// Where install puts things. The unit's ExecStart, StateDirectory and ConfigurationDirectory
+// name the same places.
+const (
+	installBinary  = "/usr/local/bin/livinity-agent"
+	installUnitDir = "/etc/systemd/system"
+	installConfig  = "/etc/livinity/setup.json"
+	installEnvFile = "/etc/livinity/agent.env"
+	// installDropIn is install's own drop-in: the PATH of the tools it found and the
+	// config's LivOS trees when they are not the unit's defaults. Rewritten by every install.
+	installDropIn = "50-install.conf"
+	// systemdDefaultPath is the PATH systemd gives a system service.
+	systemdDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	// systemdRunning exists when systemd is the running init (sd_booted).
+	systemdRunning = "/run/systemd/system"
+
+	flagInstallTimeout = "timeout"
+	flagPurge          = "purge"
+)
+
+// unitDefaultWritable are the LivOS trees the unit already lists in ReadWritePaths.
+var unitDefaultWritable = []string{"/opt/livos", "/opt/nexus"}
+
+func installCommand() *cli.Command {
+	return &cli.Command{
+		Name: "install",
+		Usage: "install the agent as a systemd service (config from --config or asked on a terminal), " +
+			"start it and follow the onboarding until every service is ready; on an installed box, " +
+			"upgrade the binary and restart the agent (the services keep running)",
+		Flags: []cli.Flag{
+			&cli.DurationFlag{Name: flagInstallTimeout, Value: time.Hour,
+				Usage: "how long to follow the agent before giving up (it keeps going in the background)"},
+		},
+		Action: runInstall,
+	}
+}
+
+func uninstallCommand() *cli.Command {
+	return &cli.Command{
+		Name: "uninstall",
+		Usage: "stop and disable the agent's service and remove its binary and unit; the services " +
+			"keep running under PM2 and the LivOS trees are never touched",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: flagPurge, Usage: "also remove the config (/etc/livinity) and the agent's state (/var/lib/livinity-agent)"},
+		},
+		Action: runUninstall,
+	}
+}
+
+// requireSystemdRoot checks that install or uninstall can do its job here.
+func requireSystemdRoot(what string) error {
+	if _, err := os.Stat(systemdRunning); err != nil {
+		return fmt.Errorf("%s: systemd is not running on this box (no %s); without it, run the agent in the foreground: livinity-agent run --config FILE", what, systemdRunning)
+	}
+	if uid := os.Geteuid(); uid != 0 {
+		return fmt.Errorf("%s: must run as root (euid is %d): try sudo livinity-agent %s", what, uid, what)
+	}
+	return nil
+}
+
+func runInstall(ctx context.Context, cmd *cli.Command) error {
+	if err := requireSystemdRoot("install"); err != nil {
+		return err
+	}
+	out := cmd.Root().Writer
+	log, err := newLogger(cmd, cmd.Root().ErrWriter)
+	if err != nil {
+		return err
+	}
+	cfg, source, err := installConfigFrom(ctx, cmd)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "config: %s\n", source)
+	if err := runPreflight(ctx, cmd, cfg, out, isTerminal(out) && os.Getenv("NO_COLOR") == "", log); err != nil {
+		return err
+	}
+
+	upgrade := unitActive(ctx)
+	if err := writeInstallConfig(cfg); err != nil {
+		return err
+	}
+	if err := installSelf(); err != nil {
+		return err
+	}
+	if err := writeUnit(cmd, cfg); err != nil {
+		return err
+	}
+	if err := systemctl(ctx, "daemon-reload"); err != nil {
+		return err
+	}
+	if err := systemctl(ctx, "enable", systemd.UnitName); err != nil {
+		return err
+	}
+	_ = systemctl(ctx, "reset-failed", systemd.UnitName) // forget earlier start-limit hits
+	verb := "start"
+	if upgrade {
+		verb = "restart"
+		fmt.Fprintln(out, "upgrade: the agent restarts with the new binary; the services keep running")
+	}
+	fmt.Fprintf(out, "installed %s and %s; starting the agent\n", installBinary, filepath.Join(installUnitDir, systemd.UnitName))
+	followCtx, cancel := context.WithTimeout(ctx, cmd.Duration(flagInstallTimeout))
+	defer cancel()
+	return follow(followCtx, out, verb, filepath.Join(cmd.String(flagRuntimeDir), statusapi.SocketName))
+}
+
+// installConfigFrom picks the config: --config, else the installed one (an upgrade), else
+// the wizard on a terminal.
+func installConfigFrom(ctx context.Context, cmd *cli.Command) (*config.Config, string, error) {
+	if p := cmd.String(flagConfig); p != "" {
+		cfg, err := config.Load(p)
+		return cfg, p, err
+	}
+	if _, err := os.Stat(installConfig); err == nil {
+		cfg, err := config.Load(installConfig)
+		return cfg, installConfig + " (installed)", err
+	}
+	if term.IsTerminal(int(os.Stdin.Fd())) && term.IsTerminal(int(os.Stdout.Fd())) {
+		cfg, err := runWizard(ctx, os.Stdin, cmd.Root().Writer)
+		return cfg, "answers to the wizard", err
+	}
+	return nil, "", errors.New("install: no terminal to ask on and no --config: pass --config FILE (see deploy/examples/setup.json)")
+}
+
+// writeInstallConfig writes the config where the unit's agent reads it (0600: it holds
+// secrets).
+func writeInstallConfig(cfg *config.Config) error {
+	b, err := cfg.MarshalIndent()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(installConfig), 0o700); err != nil {
+		return fmt.Errorf("create config dir: %w", err)
+	}
+	return atomicfile.WriteFile(installConfig, append(b, '\n'), 0o600)
+}
+
+// installSelf copies the running binary to installBinary, atomically: a running agent
+// keeps executing the old file until it restarts.
+func installSelf() error {
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find the running binary: %w", err)
+	}
+	if a, err := filepath.EvalSymlinks(self); err == nil {
+		if b, err := filepath.EvalSymlinks(installBinary); err == nil && a == b {
+			return nil // installed copy installing itself
+		}
+	}
+	b, err := os.ReadFile(self)
+	if err != nil {
+		return fmt.Errorf("read the running binary: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(installBinary), 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", filepath.Dir(installBinary), err)
+	}
+	return atomicfile.WriteFile(installBinary, b, 0o755)
+}
+
+// writeUnit writes the unit and install's drop-in.
+func writeUnit(cmd *cli.Command, cfg *config.Config) error {
+	if err := atomicfile.WriteFile(filepath.Join(installUnitDir, systemd.UnitName), systemd.Unit, 0o644); err != nil {
+		return err
+	}
+	dir := filepath.Join(installUnitDir, systemd.UnitName+".d")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create drop-in dir: %w", err)
+	}
+	return atomicfile.WriteFile(filepath.Join(dir, installDropIn), dropIn(cmd, cfg), 0o644)
+}
+
+// dropIn renders install's drop-in: the directories of the tools the installer's PATH
+// found that systemd's default PATH would miss (node from nvm, a pm2 elsewhere), the pm2
+// program when --pm2 named one, and the config's LivOS trees when they are not the unit's
+// defaults (ProtectSystem=strict leaves them read-only otherwise).
+func dropIn(cmd *cli.Command, cfg *config.Config) []byte {
+	var b bytes.Buffer
+	b.WriteString("# Written by `livinity-agent install` and rewritten by each install: put your own\n# changes in another drop-in (systemctl edit livinity-agent).\n[Service]\n")
+	defaults := filepath.SplitList(systemdDefaultPath)
+	var extra []string
+	pm2 := cmd.String(flagPM2)
+	for _, tool := range []string{"node", "npm", "pnpm", pm2, "python3"} {
+		p, err := exec.LookPath(tool)
+		if err != nil {
+			continue
+		}
+		if abs, err := filepath.Abs(p); err == nil {
+			p = abs
+		}
+		d := filepath.Dir(p)
+		if !slices.Contains(defaults, d) && !slices.Contains(extra, d) {
+			extra = append(extra, d)
+		}
+	}
+	if len(extra) > 0 {
+		fmt.Fprintf(&b, "Environment=%s\n", systemdQuote("PATH="+strings.Join(append(extra, defaults...), ":")))
+	}
+	if strings.Contains(pm2, "/") {
+		if abs, err := filepath.Abs(pm2); err == nil {
+			fmt.Fprintf(&b, "Environment=%s\n", systemdQuote("LIVINITY_PM2="+abs))
+		}
+	}
+	for _, p := range []string{cfg.Paths.LivosBaseDir, cfg.Paths.NexusBaseDir} {
+		if p != "" && !slices.Contains(unitDefaultWritable, filepath.Clean(p)) {
+			fmt.Fprintf(&b, "ReadWritePaths=%s\n", systemdQuote("-"+filepath.Clean(p)))
+		}
+	}
+	return b.Bytes()
+}
+
+// systemdQuote quotes one word for a unit file: double quotes, with backslashes, quotes
+// and specifier percent signs escaped.
+func systemdQuote(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "%", "%%")
+	return `"` + r.Replace(s) + `"`
+}
+
+// unitActive reports whether the agent's unit is running (or starting): install then
+// upgrades.
+func unitActive(ctx context.Context) bool {
+	props, err := unitProperties(ctx)
+	return err == nil && (props["ActiveState"] == "active" || props["ActiveState"] == "activating" || props["ActiveState"] == "reloading")
+}
+
+// follow starts (or restarts) the unit, prints the agent's STATUS= lines while systemd
+// waits for its READY=1, then waits until every service is ready.
+func follow(ctx context.Context, out io.Writer, verb, socket string) error {
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() { done <- systemctl(ctx, verb, systemd.UnitName) }() // returns after READY=1
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	last := ""
+	show := func() map[string]string {
+		props, err := unitProperties(ctx)
+		if err != nil {
+			return nil
+		}
+		if line := props["StatusText"]; line != "" && line != last {
+			fmt.Fprintf(out, "  [%5.1fs] %s\n", time.Since(start).Seconds(), line)
+			last = line
+		}
+		return props
+	}
+	started := false
+	for {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("install: the agent is not ready after %s; it keeps going: follow it with `livinity-agent status` or `journalctl -u %s -f`",
+				time.Since(start).Round(time.Second), systemd.UnitName)
+		case err := <-done:
+			show()
+			if err != nil {
+				return fmt.Errorf("install: the agent did not start: %w; see `journalctl -u %s -e`", err, systemd.UnitName)
+			}
+			started = true
+			done = nil
+		case <-tick.C:
+		}
+		props := show()
+		if !started {
+			continue
+		}
+		if props != nil && props["ActiveState"] != "active" {
+			return fmt.Errorf("install: the agent stopped after it started (state %s/%s, result %s); see `journalctl -u %s -e`",
+				props["ActiveState"], props["SubState"], props["Result"], systemd.UnitName)
+		}
+		st, err := statusapi.Fetch(ctx, socket)
+		if err == nil && st.Ready {
+			fmt.Fprintf(out, "livinity-agent is running: %d/%d services ready after %s\n",
+				len(st.Services), len(st.Services), time.Since(start).Round(100*time.Millisecond))
+			return nil
+		}
+	}
+}
+
+// unitProperties reads a few properties of the agent's unit.
+func unitProperties(ctx context.Context) (map[string]string, error) {
+	out, err := systemctlOutput(ctx, "show", systemd.UnitName,
+		"-p", "ActiveState", "-p", "SubState", "-p", "Result", "-p", "StatusText", "-p", "MainPID", "-p", "LoadState")
+	if err != nil {
+		return nil, err
+	}
+	props := map[string]string{}
+	for line := range strings.Lines(string(out)) {
+		if k, v, ok := strings.Cut(strings.TrimRight(line, "\n"), "="); ok {
+			props[k] = v
+		}
+	}
+	return props, nil
+}
+
+func systemctl(ctx context.Context, args ...string) error {
+	_, err := systemctlOutput(ctx, args...)
+	return err
+}
+
+func systemctlOutput(ctx context.Context, args ...string) ([]byte, error) {
+	c := exec.CommandContext(ctx, "systemctl", args...)
+	var stderr bytes.Buffer
+	c.Stderr = &stderr
+	out, err := c.Output()
+	if err != nil {
+		return out, fmt.Errorf("systemctl %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return out, nil
+}
+
+func runUninstall(ctx context.Context, cmd *cli.Command) error {
+	if err := requireSystemdRoot("uninstall"); err != nil {
+		return err
+	}
+	out := cmd.Root().Writer
+	unitFile := filepath.Join(installUnitDir, systemd.UnitName)
+	props, _ := unitProperties(ctx)
+	if props["LoadState"] == "loaded" {
+		if err := systemctl(ctx, "disable", "--now", systemd.UnitName); err != nil {
+			return err
+		}
+		fmt.Fprintln(out, "stopped and disabled", systemd.UnitName)
+	}
+	dropInDir := unitFile + ".d"
+	remove := []string{unitFile, filepath.Join(dropInDir, installDropIn), installBinary}
+	purge := cmd.Bool(flagPurge)
+	if purge {
+		remove = append(remove, dropInDir, installConfig, installEnvFile, cmd.String(flagStateDir))
+	}
+	for _, p := range remove {
+		if _, err := os.Lstat(p); errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err := os.RemoveAll(p); err != nil {
+			return fmt.Errorf("uninstall: remove %s: %w", p, err)
+		}
+		fmt.Fprintln(out, "removed", p)
+	}
+	for _, d := range []string{dropInDir, filepath.Dir(installConfig)} {
+		if err := os.Remove(d); err != nil && !errors.Is(err, fs.ErrNotExist) && !isNotEmpty(err) {
+			return fmt.Errorf("uninstall: remove %s: %w", d, err)
+		}
+	}
+	if err := systemctl(ctx, "daemon-reload"); err != nil {
+		return err
+	}
+	fmt.Fprintln(out, "the services keep running under PM2 (the unit's PM2_HOME is /root/.pm2): stop them with `PM2_HOME=/root/.pm2 pm2 kill`")
+	if !purge {
+		fmt.Fprintf(out, "kept %s and %s: `livinity-agent uninstall --purge` removes them\n", installConfig, cmd.String(flagStateDir))
+	}
+	return nil
+}
+
+func isNotEmpty(err error) bool { return errors.Is(err, syscall.ENOTEMPTY) }
