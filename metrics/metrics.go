@@ -127,6 +127,9 @@ func (m *Metrics) Handler() http.Handler {
 		ErrorHandling: promhttp.ContinueOnError,
 		// concurrent scrapes share one collection: many scrapers cost one gather
 		CoalesceGather: true,
+		// ~15 KB uncompressed: gzip would cost about a fifth of a scrape's CPU to save
+		// bytes that matter little even across a fleet (about 1 KB/s per box at 15 s)
+		DisableCompression: true,
 	}))
 	mux.HandleFunc("GET /healthz", m.healthz)
 	mux.HandleFunc("GET /readyz", m.readyz)
