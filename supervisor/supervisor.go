@@ -111,13 +111,6 @@ func New(opts Options) (*Supervisor, error) {
 	return s, nil
 }
 
-// SetObserver sets who receives every probe result (metrics); call it before Run.
-func (s *Supervisor) SetObserver(o ProbeObserver) {
-	for _, sv := range s.services {
-		sv.observer = o
-	}
-}
-
 // Heartbeat is when the supervision loop last went round (for the systemd watchdog: a
 // stuck loop stops advancing it).
 func (s *Supervisor) Heartbeat() time.Time { return time.Unix(0, s.heartbeat.Load()) }

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/livinity/livinity-agent/internal/redact"
 	"github.com/livinity/livinity-agent/metrics"
 	"github.com/livinity/livinity-agent/setup"
@@ -77,34 +78,33 @@ func runAgent(ctx context.Context, cmd *cli.Command) error {
 		}
 		return time.Now()
 	}
+	// metrics and status serve from the start, so that onboarding — and a failed one —
+	// can be watched
+	m := metrics.New(metrics.Options{Store: store, Version: version, Revision: revision(),
+		Alive: func() bool { return time.Since(heartbeat()) < 10*time.Second }, Logger: log})
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return notifier.RunWatchdog(gctx, heartbeat) })
+	g.Go(func() error { return (&metrics.Server{Addr: listen, Handler: m.Handler(), Logger: log}).Run(gctx) })
+	g.Go(func() error {
+		return (&statusapi.Server{Path: filepath.Join(runtimeDir, statusapi.SocketName), Store: store, Logger: log}).Run(gctx)
+	})
+	g.Go(func() error { return notifier.RunStatus(gctx, store) })
 	g.Go(func() error {
 		defer notifier.Stopping()
-		if err := onboardIfNeeded(gctx, cfg, plan, opts, store, secrets, notifier, log); err != nil {
-			return err
+		if !onboardUntilDone(gctx, cfg, plan, opts, store, secrets, notifier, log) {
+			return nil // stopped while onboarding
 		}
 		s, err := supervisor.New(supervisor.Options{
 			Config: cfg, PM2Home: plan.PM2Home, PM2Bin: cmd.String(flagPM2), Ecosystem: plan.EcosystemFile(),
-			Store: store, Logger: log,
+			Store: store, Logger: log, Observer: m,
 		})
 		if err != nil {
 			return err
 		}
-		m := metrics.New(metrics.Options{Store: store, Version: version, Revision: revision(),
-			Alive: func() bool { return time.Since(s.Heartbeat()) < 10*time.Second }, Logger: log})
-		s.SetObserver(m)
 		sup.Store(s)
-		sg, sctx := errgroup.WithContext(gctx)
-		sg.Go(func() error { return s.Run(sctx) })
-		sg.Go(func() error { return (&metrics.Server{Addr: listen, Handler: m.Handler(), Logger: log}).Run(sctx) })
-		sg.Go(func() error {
-			return (&statusapi.Server{Path: filepath.Join(runtimeDir, statusapi.SocketName), Store: store, Logger: log}).Run(sctx)
-		})
-		sg.Go(func() error { return notifier.RunStatus(sctx, store) })
 		log.Info("supervising", "services", len(config.ServiceNames), "pm2Home", plan.PM2Home, "metrics", listen)
 		notifier.Ready()
-		return sg.Wait()
+		return s.Run(gctx)
 	})
 	err = g.Wait()
 	log.Info("agent stopped; the services keep running")
@@ -112,6 +112,34 @@ func runAgent(ctx context.Context, cmd *cli.Command) error {
 		return err
 	}
 	return nil
+}
+
+// onboardUntilDone runs onboardIfNeeded until it succeeds, retrying a failed pipeline
+// (which was rolled back) under a backoff of 1 to 30 minutes. After the first failure the
+// agent tells systemd it is up: it keeps serving status and metrics, where the failure is
+// visible (setup.ok false, livinity_setup_last_run_success 0). It reports false when ctx
+// ended first.
+func onboardUntilDone(ctx context.Context, cfg *config.Config, plan *setup.Plan, opts setup.Options,
+	store *state.Store, secrets *redact.Secrets, notifier *systemd.Notifier, log *slog.Logger) bool {
+	retry := backoff.NewExponentialBackOff(backoff.WithInitialInterval(time.Minute),
+		backoff.WithMaxInterval(30*time.Minute), backoff.WithMaxElapsedTime(0))
+	for {
+		err := onboardIfNeeded(ctx, cfg, plan, opts, store, secrets, notifier, log)
+		if err == nil {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		wait := retry.NextBackOff()
+		log.Error("onboarding failed; serving status and metrics, and trying again", "err", err, "in", wait)
+		notifier.Ready()
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(wait):
+		}
+	}
 }
 
 // onboardIfNeeded runs the pipeline when the box was never onboarded, when the config
