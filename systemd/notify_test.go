@@ -245,6 +245,8 @@ func TestStatusLine(t *testing.T) {
 	}{
 		{"onboarding", state.Snapshot{Agent: state.Agent{Setup: state.Setup{Step: "7/16 build nexus core"}}, Services: five()},
 			"onboarding: step 7/16 build nexus core"},
+		{"onboarding, step said twice", state.Snapshot{Agent: state.Agent{Setup: state.Setup{Step: "step 3/16 install livos"}}},
+			"onboarding: step 3/16 install livos"},
 		{"no services", state.Snapshot{}, "starting"},
 		{"all ready", state.Snapshot{Services: five()}, "5/5 services ready"},
 		{"backoff with countdown", state.Snapshot{Services: five(

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/livinity/livinity-agent/supervisor/state"
@@ -51,8 +52,8 @@ func (n *Notifier) RunStatus(ctx context.Context, store *state.Store) error {
 func StatusLine(s state.Snapshot) string { return statusLineAt(s, time.Now()) }
 
 func statusLineAt(s state.Snapshot, now time.Time) string {
-	if s.Agent.Setup.Step != "" {
-		return "onboarding: step " + s.Agent.Setup.Step
+	if step := strings.TrimPrefix(s.Agent.Setup.Step, "step "); step != "" {
+		return "onboarding: step " + step
 	}
 	total := len(s.Services)
 	if total == 0 {
