@@ -187,29 +187,34 @@ func runPipeline(ctx context.Context, cmd *cli.Command, cfg *config.Config) erro
 	return nil
 }
 
-// newSecrets is the set of values kept out of logs: the config's secrets and every value of
-// the existing .env.
+// newSecrets is the set of values kept out of logs: the config's secrets and those of the
+// existing .env.
 func newSecrets(cfg *config.Config) *redact.Secrets {
 	secrets := &redact.Secrets{}
 	secrets.Add(cfg.Secrets()...)
-	if env, err := envfile.Read(filepath.Join(cfg.Paths.LivosBaseDir, ".env")); err == nil {
-		for _, v := range env {
-			secrets.Add(v)
-		}
-	}
+	secrets.Add(envSecrets(cfg, filepath.Join(cfg.Paths.LivosBaseDir, ".env"))...)
 	return secrets
 }
 
-// learnSecrets adds the values of a freshly written .env to secrets.
+// learnSecrets adds the secrets of a freshly written .env to secrets.
 func learnSecrets(secrets *redact.Secrets, plan *setup.Plan, e setup.Event) {
-	if e.Step.ID != setup.StepEnv || e.Status != setup.StatusDone {
-		return
+	if e.Step.ID == setup.StepEnv && e.Status == setup.StatusDone {
+		secrets.Add(envSecrets(plan.Config, plan.EnvFile())...)
 	}
-	if env, err := envfile.Read(plan.EnvFile()); err == nil {
-		for _, v := range env {
-			secrets.Add(v)
-		}
+}
+
+// envSecrets are the secret values of the .env at path: building the .env again from it
+// keeps its secrets, and Env.Secrets names them (ports and paths are not secrets).
+func envSecrets(cfg *config.Config, path string) []string {
+	existing, err := envfile.Read(path)
+	if err != nil || len(existing) == 0 {
+		return nil
 	}
+	env, err := envfile.Build(cfg, existing, false, nil)
+	if err != nil {
+		return nil
+	}
+	return env.Secrets()
 }
 
 // newPipeline resolves the plan and options of a pipeline run from the flags.
