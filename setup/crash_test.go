@@ -83,7 +83,7 @@ func TestCrashDuringEveryStep(t *testing.T) {
 				if !strings.Contains(string(out), "rolling it back first") {
 					t.Errorf("re-run did not report the rollback of the interrupted run:\n%s", out)
 				}
-				waitFor(t, "5 apps online", 10*time.Second, func() bool {
+				testenv.WaitFor(t, "5 apps online", 10*time.Second, func() bool {
 					n := 0
 					for _, a := range f.apps(ctx) {
 						if a.Status == "online" {

@@ -1,7 +1,6 @@
 package setup_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -15,7 +14,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/livinity/livinity-agent/deploy/demo"
 	"github.com/livinity/livinity-agent/internal/testenv"
@@ -32,7 +30,7 @@ type fixture struct {
 	pm2Home string
 	pm2Bin  string
 	cfg     *config.Config
-	logs    *syncBuffer
+	logs    *testenv.Buffer
 }
 
 // newFixture extracts the demo tree under a fresh directory whose name ends in treeName.
@@ -43,7 +41,7 @@ func newFixture(t *testing.T, treeName string) *fixture {
 	if err := demo.Extract(root); err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{t: t, root: root, state: filepath.Join(base, "state"), pm2Bin: filepath.Join(testenv.ToolsBin(t), "pm2"), logs: &syncBuffer{}}
+	f := &fixture{t: t, root: root, state: filepath.Join(base, "state"), pm2Bin: filepath.Join(testenv.ToolsBin(t), "pm2"), logs: &testenv.Buffer{}}
 	f.pm2Home = testenv.PM2Home(t, f.pm2Bin)
 	cfg := config.Default()
 	cfg.Domain = "localhost"
@@ -157,36 +155,6 @@ func sameTree(t *testing.T, before, after map[string]string) {
 			diffs = append(diffs[:30], fmt.Sprintf("... and %d more", len(diffs)-30))
 		}
 		t.Fatalf("tree differs from before the run:\n  %s", strings.Join(diffs, "\n  "))
-	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the pipeline's concurrent log writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/livinity/livinity-agent/internal/testenv"
 	"github.com/livinity/livinity-agent/supervisor/pm2"
 	"github.com/livinity/livinity-agent/supervisor/state"
 )
@@ -48,7 +49,13 @@ func TestBenchCrashDetection(t *testing.T) {
 		seen        time.Duration
 	}
 	var kills []kill
+	lastPID := 0
 	for i := range crashKills {
+		testenv.WaitFor(t, fmt.Sprintf("kill %d: %s ready and up 1.5 s", i+1, target), 30*time.Second, func() bool {
+			sv := f.service(target)
+			return sv.Phase == state.Ready && sv.Ready && sv.PID != lastPID && sv.PID != 0 &&
+				!sv.Started.IsZero() && time.Since(sv.Started) > 1500*time.Millisecond
+		})
 		p := f.procs()[target]
 		if p.Status != pm2.StatusOnline || p.PID <= 0 {
 			t.Fatalf("kill %d: %s is %s (pid %d) before the kill", i+1, target, p.Status, p.PID)
@@ -71,11 +78,7 @@ func TestBenchCrashDetection(t *testing.T) {
 		}
 		unsubscribe()
 		kills = append(kills, k)
-		waitFor(t, fmt.Sprintf("kill %d: %s ready again and up 1.5 s", i+1, target), 30*time.Second, func() bool {
-			sv := f.service(target)
-			return sv.Phase == state.Ready && sv.Ready && sv.PID != k.pid && sv.PID != 0 &&
-				!sv.Started.IsZero() && time.Since(sv.Started) > 1500*time.Millisecond
-		})
+		lastPID = k.pid
 	}
 	cancel()
 	wg.Wait()

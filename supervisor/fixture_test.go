@@ -1,7 +1,6 @@
 package supervisor_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -9,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -29,7 +27,7 @@ type fixture struct {
 	eco   string
 	cfg   *config.Config
 	store *state.Store
-	logs  *syncBuffer
+	logs  *testenv.Buffer
 	stop  context.CancelFunc
 	done  chan error
 }
@@ -50,7 +48,7 @@ type app struct {
 // tweakApps and tweakCfg (either may be nil) adjust the apps and the config first.
 func newFixture(t *testing.T, tweakApps func(map[string]*app), tweakCfg func(*config.Config)) *fixture {
 	t.Helper()
-	f := &fixture{t: t, bin: testenv.PM2(t, 7), logs: &syncBuffer{}}
+	f := &fixture{t: t, bin: testenv.PM2(t, 7), logs: &testenv.Buffer{}}
 	f.home = testenv.PM2Home(t, f.bin)
 	apps := filepath.Join(testenv.Root(t), "supervisor", "testdata", "apps")
 	cfg := config.Default()
@@ -183,7 +181,7 @@ func (f *fixture) service(name string) state.Service {
 func (f *fixture) waitPhase(name string, p state.Phase, timeout time.Duration) state.Service {
 	f.t.Helper()
 	var sv state.Service
-	waitFor(f.t, name+" "+string(p), timeout, func() bool {
+	testenv.WaitFor(f.t, name+" "+string(p), timeout, func() bool {
 		sv = f.service(name)
 		return sv.Phase == p && (p != state.Ready || sv.Ready)
 	})
@@ -211,32 +209,4 @@ func (f *fixture) untouched(before map[string]pm2.Process, names ...string) {
 				n, before[n].PID, now[n].PID, before[n].RestartTime, now[n].RestartTime, rs[n])
 		}
 	}
-}
-
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/livinity/livinity-agent/internal/procfs"
+	"github.com/livinity/livinity-agent/internal/testenv"
 	"github.com/livinity/livinity-agent/setup/config"
 	"github.com/livinity/livinity-agent/supervisor/pm2"
 	"github.com/livinity/livinity-agent/supervisor/state"
@@ -164,7 +165,7 @@ func TestMemoryLeakInAChildProcess(t *testing.T) {
 	f.pm2("start", leak, "--only", "nexus-core")
 
 	var pm2Mem uint64
-	waitFor(t, "a memory restart", 60*time.Second, func() bool {
+	testenv.WaitFor(t, "a memory restart", 60*time.Second, func() bool {
 		if p, ok := f.procs()["nexus-core"]; ok && f.service("nexus-core").Restarts[state.ReasonMemory] == 0 {
 			pm2Mem = max(pm2Mem, p.MonitMemory)
 		}
@@ -192,7 +193,7 @@ func TestPM2DaemonKilled(t *testing.T) {
 	if err := syscall.Kill(daemon, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the agent to see the daemon gone", 10*time.Second, func() bool {
+	testenv.WaitFor(t, "the agent to see the daemon gone", 10*time.Second, func() bool {
 		return !f.store.Snapshot().Agent.PM2Connected
 	})
 	for _, n := range config.ServiceNames {

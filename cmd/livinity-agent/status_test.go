@@ -14,7 +14,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,24 +27,6 @@ import (
 )
 
 var livosServices = []string{"livos", "nexus-core", "nexus-worker", "nexus-memory", "nexus-mcp"}
-
-// syncBuffer is a bytes.Buffer a command may write while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // runStatusCLI runs livinity-agent with args in-process and returns its exit code (as
 // main would exit) and error.
@@ -399,7 +380,7 @@ func TestStatusWatchStopsWithContext(t *testing.T) {
 	dir := serveStatus(t, store)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	var out, errOut syncBuffer
+	var out, errOut testenv.Buffer
 	type result struct {
 		code int
 		err  error
@@ -436,7 +417,7 @@ func TestStatusWatchClearsATerminal(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ptmx.Close()
-	var got syncBuffer
+	var got testenv.Buffer
 	read := make(chan struct{})
 	go func() { io.Copy(&got, ptmx); close(read) }() // ends with EIO once tty is closed
 	ctx, cancel := context.WithCancel(t.Context())

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -252,27 +251,9 @@ func runExit(t *testing.T, dir string, env []string, args ...string) (string, in
 	return string(out), 0
 }
 
-// syncBuffer is an io.Writer whose content can be read while a process writes to it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 type service struct {
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *testenv.Buffer
 	done chan struct{} // closed when the process has exited
 	err  error         // cmd.Wait's result, set before done is closed
 }
@@ -282,7 +263,7 @@ const waitLimit = 30 * time.Second
 // start runs a long-lived service; its process group is killed when the test ends.
 func start(t *testing.T, dir string, env []string, args ...string) *service {
 	t.Helper()
-	s := &service{out: &syncBuffer{}, done: make(chan struct{})}
+	s := &service{out: &testenv.Buffer{}, done: make(chan struct{})}
 	s.cmd = command(context.Background(), dir, env, args...)
 	s.cmd.Stdout = s.out
 	s.cmd.Stderr = s.out

@@ -1,7 +1,6 @@
 package pm2
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -65,7 +64,7 @@ func TestFallbackToCLI(t *testing.T) {
 			d.pm2(t, "start", testdataPath(t, "idle.js"), "--name", "idle")
 			tt.listen(t, d.home)
 
-			var logs syncBuffer
+			var logs testenv.Buffer
 			f := NewFallback(d.home, d.cli, slog.New(slog.NewTextHandler(&logs, nil)))
 			defer f.Close()
 			ctx := t.Context()
@@ -89,8 +88,8 @@ func TestFallbackToCLI(t *testing.T) {
 			if after[0].RestartTime != procs[0].RestartTime+2 {
 				t.Fatalf("restart_time %d after two restarts, want %d", after[0].RestartTime, procs[0].RestartTime+2)
 			}
-			if n := bytes.Count(logs.Bytes(), []byte("using the pm2 command")); n != 1 {
-				t.Fatalf("logged the switch %d times, want once:\n%s", n, logs.Bytes())
+			if n := strings.Count(logs.String(), "using the pm2 command"); n != 1 {
+				t.Fatalf("logged the switch %d times, want once:\n%s", n, logs.String())
 			}
 		})
 	}
@@ -104,7 +103,7 @@ func TestFallbackNative(t *testing.T) {
 	d := startDaemon(t, 6)
 	d.startApp(t, "idle", "idle.js")
 	noCLI := &CLI{Bin: "/nonexistent/pm2", Home: d.home}
-	var logs syncBuffer
+	var logs testenv.Buffer
 	f := NewFallback(d.home, noCLI, slog.New(slog.NewTextHandler(&logs, nil)))
 	defer f.Close()
 	if err := f.RestartName(t.Context(), "idle"); err != nil {
@@ -117,8 +116,8 @@ func TestFallbackNative(t *testing.T) {
 	if err != nil || len(procs) != 1 || procs[0].RestartTime != 1 {
 		t.Fatalf("list: %+v, %v", procs, err)
 	}
-	if len(logs.Bytes()) != 0 {
-		t.Fatalf("unexpected log:\n%s", logs.Bytes())
+	if len(logs.String()) != 0 {
+		t.Fatalf("unexpected log:\n%s", logs.String())
 	}
 
 	empty := testenv.ShortTempDir(t)

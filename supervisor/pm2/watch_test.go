@@ -1,10 +1,10 @@
 package pm2
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -36,7 +36,7 @@ func TestWatcherReconnects(t *testing.T) {
 	d := startDaemon(t, 7)
 	p := d.startApp(t, "idle", "idle.js")
 
-	var logs syncBuffer
+	var logs testenv.Buffer
 	w := &Watcher{Home: d.home, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
 	ctx, cancel := context.WithCancel(t.Context())
 	updates := make(chan Update)
@@ -90,8 +90,8 @@ func TestWatcherReconnects(t *testing.T) {
 	if !again.Connected || len(again.Snapshot) != 0 {
 		t.Fatalf("snapshot after reconnect %+v, want connected with no apps (a new daemon starts empty)", again)
 	}
-	if !bytes.Contains(logs.Bytes(), []byte("lost connection to pm2 daemon")) {
-		t.Fatalf("log has no disconnect line:\n%s", logs.Bytes())
+	if !strings.Contains(logs.String(), "lost connection to pm2 daemon") {
+		t.Fatalf("log has no disconnect line:\n%s", logs.String())
 	}
 }
 
@@ -147,22 +147,4 @@ func (b *countingBackOff) count() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.n
-}
-
-// syncBuffer is a bytes.Buffer safe for a logger and a reader in different goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) Bytes() []byte {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return bytes.Clone(s.b.Bytes())
 }

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -12,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,30 +18,12 @@ import (
 	"github.com/livinity/livinity-agent/internal/testenv"
 )
 
-// syncBuffer collects a process's output for the test log.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // prometheus is a real Prometheus server on loopback with its own config and data dir.
 type prometheus struct {
 	t    *testing.T
 	base string // http://127.0.0.1:port
 	cmd  *exec.Cmd
-	logs *syncBuffer
+	logs *testenv.Buffer
 	done chan struct{}
 }
 
@@ -61,7 +41,7 @@ func startPrometheus(t *testing.T, config string) *prometheus {
 		t.Fatal(err)
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
-	p := &prometheus{t: t, base: "http://" + addr, logs: &syncBuffer{}, done: make(chan struct{})}
+	p := &prometheus{t: t, base: "http://" + addr, logs: &testenv.Buffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin,
 		"--config.file="+cfgPath,
 		"--storage.tsdb.path="+filepath.Join(dir, "data"),

@@ -63,7 +63,7 @@ scrape_configs:
 `, filepath.Join(root, "deploy", "prometheus", "alerts.yml"), metricsAddr))
 
 	// The agent: onboards the tree (first run), then supervises.
-	agentLog := &syncBuffer{}
+	agentLog := &testenv.Buffer{}
 	agent := exec.Command(agentBin, "run",
 		"--config", cfgPath, "--state-dir", filepath.Join(base, "state"), "--pm2-home", pm2Home,
 		"--pm2", pm2Bin, "--runtime-dir", filepath.Join(base, "run"), "--metrics-listen", metricsAddr)

@@ -52,9 +52,11 @@ const (
 	joinCgroupsScript = `for f in "$1" "$2"; do [ -z "$f" ] || echo $$ >"$f" || exit 125; done; shift 2; exec "$@"`
 	// innerScript closes the namespace descriptors nsenter was handed and forks the
 	// command, which puts it in the sandbox's pid namespace (nsenter --no-fork leaves
-	// the shell itself outside). The trailing "exit" keeps sh from exec'ing the command
-	// in place of forking it.
-	innerScript = `exec 3<&- 4<&- 5<&- 6<&- 7<&- 8<&- 9<&-; "$@"; exit $?`
+	// the shell itself outside). The command always runs through env(1), a separate
+	// program, so that a name that is also a shell builtin (kill, test, echo) never runs
+	// inside this shell, against the host's pids. The trailing "exit" keeps sh from
+	// exec'ing env in place of forking it.
+	innerScript = `exec 3<&- 4<&- 5<&- 6<&- 7<&- 8<&- 9<&-; env -- "$@"; exit $?`
 
 	defaultBootTimeout = 30 * time.Second
 	defaultDownTimeout = 20 * time.Second

@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	osexec "os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -146,6 +148,20 @@ func TestIsolation(t *testing.T) {
 	t.Cleanup(func() { os.Remove(lower.Name()) })
 
 	s := up(t, Options{HostDir: hostDir})
+
+	// a command named like a shell builtin still runs inside the sandbox's pid namespace:
+	// `kill` must not reach a host process
+	host := exec.Command("sleep", "60")
+	if err := host.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { host.Process.Kill(); host.Wait() })
+	if _, _, err := s.Exec(context.Background(), "kill", "-0", strconv.Itoa(host.Process.Pid)); err == nil {
+		t.Fatalf("kill -0 %d inside the sandbox reached the host's process", host.Process.Pid)
+	}
+	if out := run(t, s, "sh", "-c", "echo $$"); strings.TrimSpace(out) == strconv.Itoa(os.Getpid()) {
+		t.Fatal("the command ran in the host's pid namespace")
+	}
 
 	if got, want := run(t, s, "stat", "-f", "-c", "%T", "/", "/tmp", "/var/tmp", "/run", "/dev"),
 		"overlayfs\ntmpfs\ntmpfs\ntmpfs\ntmpfs"; got != want {
