@@ -102,7 +102,10 @@ func New(opts Options) (*Supervisor, error) {
 			msgs:   make(chan msg, 256), quit: make(chan struct{}), clock: opts.Clock, now: time.Now,
 			id: -1, baseline: -1,
 		}
-		opts.Store.Update(name, func(st *state.Service) { st.MemoryLimitBytes = set.MemoryLimitBytes })
+		opts.Store.Update(name, func(st *state.Service) {
+			st.MemoryLimitBytes = set.MemoryLimitBytes
+			st.Phase, st.Detail = state.Starting, "waiting for PM2's process list"
+		})
 		s.services = append(s.services, sv)
 		s.byName[name] = sv
 		s.memEvery = min(s.memEvery, set.Liveness.Period())
