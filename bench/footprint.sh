@@ -7,7 +7,8 @@
 #   /proc/<pid>/status VmRSS is sampled every second for SECONDS, and its CPU ticks
 #   (/proc/<pid>/stat utime+stime) are read at the start and the end of that window.
 #   Goals: RSS <= 20 MB, CPU <= 0.5 % of one core.
-# Usage: bash bench/footprint.sh [SECONDS] (default 300).
+# Usage: bash bench/footprint.sh [SECONDS] (default 300). AGENT_BIN=path measures that build
+# of livinity-agent instead of building ./cmd/livinity-agent.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 secs=${1:-300}
@@ -28,7 +29,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-go build -o "$work/livinity-agent" ./cmd/livinity-agent
+if [ -n "${AGENT_BIN:-}" ]; then cp "$AGENT_BIN" "$work/livinity-agent"; else go build -o "$work/livinity-agent" ./cmd/livinity-agent; fi
 global=(--config "$demo/setup.json" --state-dir "$demo/state" --pm2-home "$demo/pm2" --runtime-dir "$work/run")
 lv() { "$work/livinity-agent" "${global[@]}" "$@"; }
 
@@ -90,12 +91,14 @@ c1=$(ticks); t1=$(date +%s.%N)
 r1=$(restarts)
 hwm=$(awk '/^VmHWM:/{print $2}' "/proc/$agent_pid/status")
 threads=$(awk '/^Threads:/{print $2}' "/proc/$agent_pid/status")
+split=$(awk '/^Rss(Anon|File|Shmem):/{printf "%s %.1f MB, ", $1, $2*1.024e-3}' "/proc/$agent_pid/status")
 lv status || true
 
 echo
 awk -v max="$max" -v sum="$sum" -v n="$n" -v hwm="$hwm" -v c0="$c0" -v c1="$c1" -v hz="$hz" -v t0="$t0" -v t1="$t1" \
-  -v th="$threads" -v r="$((r1 - r0))" 'BEGIN{
+  -v th="$threads" -v r="$((r1 - r0))" -v split="${split%, }" 'BEGIN{
   wall = t1 - t0; cpu = (c1 - c0) / hz
   printf "window %.1f s, %d RSS samples, %d threads, service restarts during the window: %d\n", wall, n, th, r
   printf "RSS max %.1f MB, avg %.1f MB (VmRSS); peak since start %.1f MB (VmHWM)   goal <= 20 MB\n", max*1.024e-3, sum/n*1.024e-3, hwm*1.024e-3
+  printf "RSS at the end: %s\n", split
   printf "CPU %.2f s in %.0f s = %.3f %% of one core   goal <= 0.5 %%\n", cpu, wall, 100*cpu/wall }'

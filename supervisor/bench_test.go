@@ -50,12 +50,16 @@ func TestBenchCrashDetection(t *testing.T) {
 	}
 	var kills []kill
 	lastPID := 0
-	for i := range crashKills {
-		testenv.WaitFor(t, fmt.Sprintf("kill %d: %s ready and up 1.5 s", i+1, target), 30*time.Second, func() bool {
+	// settle waits until a new instance is ready and has been up for 1.5 s
+	settle := func(what string) {
+		testenv.WaitFor(t, what+": "+target+" ready and up 1.5 s", 30*time.Second, func() bool {
 			sv := f.service(target)
 			return sv.Phase == state.Ready && sv.Ready && sv.PID != lastPID && sv.PID != 0 &&
 				!sv.Started.IsZero() && time.Since(sv.Started) > 1500*time.Millisecond
 		})
+	}
+	for i := range crashKills {
+		settle(fmt.Sprintf("before kill %d", i+1))
 		p := f.procs()[target]
 		if p.Status != pm2.StatusOnline || p.PID <= 0 {
 			t.Fatalf("kill %d: %s is %s (pid %d) before the kill", i+1, target, p.Status, p.PID)
@@ -80,6 +84,7 @@ func TestBenchCrashDetection(t *testing.T) {
 		kills = append(kills, k)
 		lastPID = k.pid
 	}
+	settle("after the last kill")
 	cancel()
 	wg.Wait()
 
