@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -153,6 +154,40 @@ func TestDemoTree(t *testing.T) {
 		}
 	})
 
+	// The chaos soak's fault hook: SIGUSR2 makes a Node service start a child that grows
+	// by leakMiBPerTick every 100 ms; the child ends with its parent.
+	t.Run("leak-hook", func(t *testing.T) {
+		services := []struct {
+			name, script string
+			env          []string
+		}{
+			{"nexus-core", "packages/core/dist/index.js", []string{"API_PORT=" + strconv.Itoa(testenv.FreePort(t)), "JWT_SECRET=x"}},
+			{"nexus-worker", "packages/worker/dist/index.js", nil},
+			{"nexus-mcp", "packages/mcp-server/dist/index.js", []string{"MCP_PORT=" + strconv.Itoa(testenv.FreePort(t))}},
+		}
+		leakLine := regexp.MustCompile(`SIGUSR2 received, child (\d+) leaks 8 MiB every 100 ms`)
+		for _, sv := range services {
+			p := start(t, nexus, append(env, sv.env...), "node", sv.script)
+			p.waitOutput(t, sv.name+": ")
+			if err := p.cmd.Process.Signal(syscall.SIGUSR2); err != nil {
+				t.Fatal(err)
+			}
+			p.waitOutput(t, "SIGUSR2 received")
+			m := leakLine.FindStringSubmatch(p.out.String())
+			if m == nil {
+				t.Fatalf("%s: no leak line matching %s in %q", sv.name, leakLine, p.out.String())
+			}
+			child, _ := strconv.Atoi(m[1])
+			testenv.WaitFor(t, sv.name+"'s leaking child to hold 64 MiB", waitLimit, func() bool {
+				return rssKiB(child) >= 64<<10
+			})
+			p.stop(t, syscall.SIGTERM, sv.name+": ")
+			testenv.WaitFor(t, sv.name+"'s leaking child to end with its parent", waitLimit, func() bool {
+				return syscall.Kill(child, 0) == syscall.ESRCH
+			})
+		}
+	})
+
 	t.Run("nexus-memory", func(t *testing.T) {
 		for _, sig := range signals {
 			port := testenv.FreePort(t)
@@ -168,6 +203,21 @@ func TestDemoTree(t *testing.T) {
 			t.Errorf("without MEMORY_PORT: exit %d, output %q; want exit 1 naming MEMORY_PORT", code, out)
 		}
 	})
+}
+
+// rssKiB is the resident set of pid in KiB from /proc/<pid>/status; 0 when unreadable.
+func rssKiB(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+			return n
+		}
+	}
+	return 0
 }
 
 // toolEnv returns the environment for the tools: the project's tools first on PATH, and none

@@ -23,6 +23,13 @@ declare module "node:fs" {
 	function readFileSync(path: string, encoding: "utf8"): string;
 }
 
+declare module "node:child_process" {
+	interface ChildProcess {
+		pid?: number;
+	}
+	function spawn(command: string, args: string[], options: { stdio: "ignore" }): ChildProcess;
+}
+
 declare module "node:path" {
 	function join(...paths: string[]): string;
 }
@@ -31,9 +38,10 @@ interface NodeTimer {}
 
 declare var process: {
 	env: Record<string, string | undefined>;
+	execPath: string;
 	cwd(): string;
 	exit(code?: number): never;
-	on(event: "SIGINT" | "SIGTERM", listener: () => void): void;
+	on(event: "SIGINT" | "SIGTERM" | "SIGUSR2", listener: () => void): void;
 };
 declare var console: {
 	log(...data: unknown[]): void;

@@ -3,6 +3,7 @@
 import { createServer } from "node:http";
 
 import { loadEnvFile, portFromEnv } from "./env.js";
+import { installLeakHook } from "./fault.js";
 
 function fail(message: string): never {
 	console.error(`nexus-core: ${message}`);
@@ -41,3 +42,4 @@ function stop(signal: string) {
 }
 process.on("SIGINT", () => stop("SIGINT"));
 process.on("SIGTERM", () => stop("SIGTERM"));
+installLeakHook("nexus-core");

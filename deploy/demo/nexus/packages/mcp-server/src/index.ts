@@ -2,6 +2,7 @@
 import { createServer } from "node:http";
 
 import { loadEnvFile, portFromEnv } from "@nexus/core/env";
+import { installLeakHook } from "@nexus/core/fault";
 
 function fail(message: string): never {
 	console.error(`nexus-mcp: ${message}`);
@@ -37,3 +38,4 @@ function stop(signal: string) {
 }
 process.on("SIGINT", () => stop("SIGINT"));
 process.on("SIGTERM", () => stop("SIGTERM"));
+installLeakHook("nexus-mcp");

@@ -1,6 +1,7 @@
 // nexus-worker: no port; a timer loop that logs a line every WORKER_INTERVAL_MS
 // milliseconds (default 5000).
 import { loadEnvFile } from "@nexus/core/env";
+import { installLeakHook } from "@nexus/core/fault";
 
 function fail(message: string): never {
 	console.error(`nexus-worker: ${message}`);
@@ -32,3 +33,4 @@ function stop(signal: string) {
 }
 process.on("SIGINT", () => stop("SIGINT"));
 process.on("SIGTERM", () => stop("SIGTERM"));
+installLeakHook("nexus-worker");
