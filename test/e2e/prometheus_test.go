@@ -1,4 +1,3 @@
-// Package e2e holds end-to-end tests: the built agent binary against the real tools.
 package e2e
 
 import (
@@ -50,7 +49,7 @@ func TestPrometheusScrapesAgent(t *testing.T) {
 	metricsAddr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
 	cfgPath := writeDemoConfig(t, base, tree)
 
-	prom := startPrometheus(t, fmt.Sprintf(`global:
+	prom := StartPrometheus(t, fmt.Sprintf(`global:
   scrape_interval: 1s
   scrape_timeout: 1s
   evaluation_interval: 1s
@@ -95,44 +94,44 @@ scrape_configs:
 
 	// 1. Five services ready, as Prometheus sees them.
 	start := time.Now()
-	prom.waitFor("5 services ready in Prometheus", 10*time.Minute, func() (bool, string) {
+	prom.WaitFor("5 services ready in Prometheus", 10*time.Minute, func() (bool, string) {
 		agentAlive()
-		s, err := prom.query(`livinity_service_ready == 1`)
+		s, err := prom.Query(`livinity_service_ready == 1`)
 		if err != nil {
 			return false, err.Error()
 		}
 		return len(s) == 5, fmt.Sprintf("%d services ready: %v", len(s), s)
 	})
 	t.Logf("onboarded and all ready after %v", time.Since(start).Round(time.Second))
-	prom.waitValue("livinity_agent_ready", `livinity_agent_ready`, time.Minute, func(v float64) bool { return v == 1 })
-	if v, ok, err := prom.scalar(`count(livinity_service_memory_bytes > 0)`); err != nil || !ok || v != 5 {
+	prom.WaitValue("livinity_agent_ready", `livinity_agent_ready`, time.Minute, func(v float64) bool { return v == 1 })
+	if v, ok, err := prom.Scalar(`count(livinity_service_memory_bytes > 0)`); err != nil || !ok || v != 5 {
 		t.Errorf("services with tree memory > 0: %v (present %v, err %v), want 5", v, ok, err)
 	}
-	if v, ok, err := prom.scalar(`livinity_setup_last_run_success`); err != nil || !ok || v != 1 {
+	if v, ok, err := prom.Scalar(`livinity_setup_last_run_success`); err != nil || !ok || v != 1 {
 		t.Errorf("livinity_setup_last_run_success = %v (present %v, err %v), want 1", v, ok, err)
 	}
-	prom.waitValue("probe checks of nexus-core", `sum(livinity_service_probe_duration_seconds_count{service="nexus-core"})`,
+	prom.WaitValue("probe checks of nexus-core", `sum(livinity_service_probe_duration_seconds_count{service="nexus-core"})`,
 		time.Minute, func(v float64) bool { return v > 0 })
 
 	// 2. kill -9 nexus-core: its crash restarts go up, readiness dips and returns, the other
 	// services are not restarted.
 	crashQ := `livinity_service_restarts_total{service="nexus-core",reason="crash"}`
 	othersQ := `sum(livinity_service_restarts_total{service!="nexus-core"})`
-	crashes0 := prom.waitValue("nexus-core crash restarts", crashQ, time.Minute, func(float64) bool { return true })
-	others0 := prom.waitValue("other services' restarts", othersQ, time.Minute, func(float64) bool { return true })
+	crashes0 := prom.WaitValue("nexus-core crash restarts", crashQ, time.Minute, func(float64) bool { return true })
+	others0 := prom.WaitValue("other services' restarts", othersQ, time.Minute, func(float64) bool { return true })
 	pid := appPID(t, pm2Home, "nexus-core")
 	killedAt := time.Now()
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatalf("kill -9 nexus-core (pid %d): %v", pid, err)
 	}
 	t.Logf("killed nexus-core pid %d", pid)
-	crashes := prom.waitValue("nexus-core crash restarts to increase", crashQ, 2*time.Minute,
+	crashes := prom.WaitValue("nexus-core crash restarts to increase", crashQ, 2*time.Minute,
 		func(v float64) bool { return v > crashes0 })
 	t.Logf("crash restarts of nexus-core: %v -> %v, seen by Prometheus %v after the kill", crashes0, crashes, time.Since(killedAt).Round(time.Millisecond))
 	// Prometheus records the dip (some scrape after the kill sees ready 0), then ready again.
-	prom.waitFor("a readiness dip of nexus-core, then ready again, in Prometheus", 2*time.Minute, func() (bool, string) {
+	prom.WaitFor("a readiness dip of nexus-core, then ready again, in Prometheus", 2*time.Minute, func() (bool, string) {
 		agentAlive()
-		vals, err := prom.queryRange(`livinity_service_ready{service="nexus-core"}`, killedAt, time.Now(), 250*time.Millisecond)
+		vals, err := prom.QueryRange(`livinity_service_ready{service="nexus-core"}`, killedAt, time.Now(), 250*time.Millisecond)
 		if err != nil {
 			return false, err.Error()
 		}
@@ -148,11 +147,11 @@ scrape_configs:
 		}
 		return false, fmt.Sprintf("values every 250 ms since the kill: %v", vals)
 	})
-	prom.waitValue("livinity_agent_ready after the recovery", `livinity_agent_ready`, time.Minute, func(v float64) bool { return v == 1 })
-	if v, _, err := prom.scalar(othersQ); err != nil || v != others0 {
+	prom.WaitValue("livinity_agent_ready after the recovery", `livinity_agent_ready`, time.Minute, func(v float64) bool { return v == 1 })
+	if v, _, err := prom.Scalar(othersQ); err != nil || v != others0 {
 		t.Errorf("restarts of the other services: %v -> %v (err %v), want unchanged", others0, v, err)
 	}
-	if v, ok, err := prom.scalar(`max_over_time(livinity_service_state{service="nexus-core",state="ready"}[1h]) - min_over_time(livinity_service_state{service="nexus-core",state="ready"}[1h])`); err != nil || !ok || v != 1 {
+	if v, ok, err := prom.Scalar(`max_over_time(livinity_service_state{service="nexus-core",state="ready"}[1h]) - min_over_time(livinity_service_state{service="nexus-core",state="ready"}[1h])`); err != nil || !ok || v != 1 {
 		t.Errorf("nexus-core's ready state series did not change through the kill: %v (present %v, err %v)", v, ok, err)
 	}
 
@@ -161,7 +160,7 @@ scrape_configs:
 	checkRules(t, prom)
 
 	// 4. Stop the agent: Prometheus's up series for it drops to 0.
-	prom.waitValue("up before the stop", `up{job="livinity"}`, time.Minute, func(v float64) bool { return v == 1 })
+	prom.WaitValue("up before the stop", `up{job="livinity"}`, time.Minute, func(v float64) bool { return v == 1 })
 	if err := agent.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +173,7 @@ scrape_configs:
 	case <-time.After(time.Minute):
 		t.Fatal("the agent did not exit within a minute of SIGTERM")
 	}
-	prom.waitValue("up to drop to 0", `up{job="livinity"}`, time.Minute, func(v float64) bool { return v == 0 })
+	prom.WaitValue("up to drop to 0", `up{job="livinity"}`, time.Minute, func(v float64) bool { return v == 0 })
 }
 
 // writeDemoConfig writes a setup.json for the demo tree with free ports. nexus-core's
@@ -235,7 +234,7 @@ func appPID(t *testing.T, pm2Home, name string) int {
 // checkDashboardQueries evaluates every panel query of the dashboard (Grafana variables
 // replaced by match-all values) on the real Prometheus: each must evaluate, and the
 // panels of the issue must return data.
-func checkDashboardQueries(t *testing.T, prom *prometheus, path string) {
+func checkDashboardQueries(t *testing.T, prom *Prometheus, path string) {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -257,7 +256,7 @@ func checkDashboardQueries(t *testing.T, prom *prometheus, path string) {
 	for _, p := range dash.Panels {
 		for i, tg := range p.Targets {
 			q := vars.Replace(tg.Expr)
-			s, err := prom.query(q)
+			s, err := prom.Query(q)
 			if err != nil {
 				t.Errorf("dashboard panel %q query %d does not evaluate: %v\n%s", p.Title, i, err, q)
 				continue
@@ -272,10 +271,10 @@ func checkDashboardQueries(t *testing.T, prom *prometheus, path string) {
 // checkRules waits until Prometheus has evaluated every rule of deploy/prometheus/alerts.yml
 // without error, and checks that none fires on the healthy box (LivinityServiceNotReady and
 // the others need minutes of trouble; the kill lasted seconds).
-func checkRules(t *testing.T, prom *prometheus) {
+func checkRules(t *testing.T, prom *Prometheus) {
 	t.Helper()
-	prom.waitFor("alert rules evaluated", time.Minute, func() (bool, string) {
-		data, err := prom.api("/api/v1/rules", nil)
+	prom.WaitFor("alert rules evaluated", time.Minute, func() (bool, string) {
+		data, err := prom.API("/api/v1/rules", nil)
 		if err != nil {
 			return false, err.Error()
 		}

@@ -1,3 +1,5 @@
+// Package e2e holds end-to-end tests: the built agent binary against the real tools. Its
+// one non-test file, prom.go, runs a real Prometheus for tests (shared with test/chaos).
 package e2e
 
 import (
@@ -18,18 +20,18 @@ import (
 	"github.com/livinity/livinity-agent/internal/testenv"
 )
 
-// prometheus is a real Prometheus server on loopback with its own config and data dir.
-type prometheus struct {
-	t    *testing.T
+// Prometheus is a real Prometheus server on loopback with its own config and data dir.
+type Prometheus struct {
+	t    testing.TB
 	base string // http://127.0.0.1:port
 	cmd  *exec.Cmd
 	logs *testenv.Buffer
 	done chan struct{}
 }
 
-// startPrometheus writes config (with "{{ALERTS}}" replaced by the deploy alert rules'
+// StartPrometheus writes config (with "{{ALERTS}}" replaced by the deploy alert rules'
 // path) and starts Prometheus on a free loopback port. It is stopped at cleanup.
-func startPrometheus(t *testing.T, config string) *prometheus {
+func StartPrometheus(t testing.TB, config string) *Prometheus {
 	t.Helper()
 	bin, err := exec.LookPath("prometheus")
 	if err != nil {
@@ -41,7 +43,7 @@ func startPrometheus(t *testing.T, config string) *prometheus {
 		t.Fatal(err)
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
-	p := &prometheus{t: t, base: "http://" + addr, logs: &testenv.Buffer{}, done: make(chan struct{})}
+	p := &Prometheus{t: t, base: "http://" + addr, logs: &testenv.Buffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin,
 		"--config.file="+cfgPath,
 		"--storage.tsdb.path="+filepath.Join(dir, "data"),
@@ -65,7 +67,7 @@ func startPrometheus(t *testing.T, config string) *prometheus {
 			t.Logf("prometheus log:\n%s", p.logs.String())
 		}
 	})
-	p.waitFor("prometheus ready", time.Minute, func() (bool, string) {
+	p.WaitFor("prometheus ready", time.Minute, func() (bool, string) {
 		select {
 		case <-p.done:
 			t.Fatalf("prometheus exited: %v\n%s", p.cmd.ProcessState, p.logs.String())
@@ -81,8 +83,8 @@ func startPrometheus(t *testing.T, config string) *prometheus {
 	return p
 }
 
-// sample is one series of a query result.
-type sample struct {
+// Sample is one series of a query result.
+type Sample struct {
 	Metric map[string]string
 	Value  float64
 }
@@ -95,7 +97,9 @@ type apiResponse struct {
 	Error     string          `json:"error"`
 }
 
-func (p *prometheus) api(path string, params url.Values) (json.RawMessage, error) {
+// API calls a Prometheus HTTP API endpoint (path like /api/v1/rules) and returns the
+// envelope's data.
+func (p *Prometheus) API(path string, params url.Values) (json.RawMessage, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.base+path+"?"+params.Encode(), nil)
@@ -121,9 +125,9 @@ func (p *prometheus) api(path string, params url.Values) (json.RawMessage, error
 	return r.Data, nil
 }
 
-// query evaluates an instant query now.
-func (p *prometheus) query(q string) ([]sample, error) {
-	data, err := p.api("/api/v1/query", url.Values{"query": {q}})
+// Query evaluates an instant query now.
+func (p *Prometheus) Query(q string) ([]Sample, error) {
+	data, err := p.API("/api/v1/query", url.Values{"query": {q}})
 	if err != nil {
 		return nil, err
 	}
@@ -143,13 +147,13 @@ func (p *prometheus) query(q string) ([]sample, error) {
 		if err := json.Unmarshal(d.Result, &vec); err != nil {
 			return nil, err
 		}
-		out := make([]sample, 0, len(vec))
+		out := make([]Sample, 0, len(vec))
 		for _, v := range vec {
 			f, err := parseValue(v.Value[1])
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, sample{Metric: v.Metric, Value: f})
+			out = append(out, Sample{Metric: v.Metric, Value: f})
 		}
 		return out, nil
 	case "scalar":
@@ -158,15 +162,15 @@ func (p *prometheus) query(q string) ([]sample, error) {
 			return nil, err
 		}
 		f, err := parseValue(sc[1])
-		return []sample{{Value: f}}, err
+		return []Sample{{Value: f}}, err
 	default:
 		return nil, fmt.Errorf("query %q: unexpected result type %s", q, d.ResultType)
 	}
 }
 
-// queryRange returns the values of a single-series query at every step from start to end.
-func (p *prometheus) queryRange(q string, start, end time.Time, step time.Duration) ([]float64, error) {
-	data, err := p.api("/api/v1/query_range", url.Values{
+// QueryRange returns the values of a single-series query at every step from start to end.
+func (p *Prometheus) QueryRange(q string, start, end time.Time, step time.Duration) ([]float64, error) {
+	data, err := p.API("/api/v1/query_range", url.Values{
 		"query": {q},
 		"start": {strconv.FormatFloat(float64(start.UnixMilli())/1000, 'f', 3, 64)},
 		"end":   {strconv.FormatFloat(float64(end.UnixMilli())/1000, 'f', 3, 64)},
@@ -205,10 +209,10 @@ func parseValue(v any) (float64, error) {
 	return strconv.ParseFloat(s, 64)
 }
 
-// scalar evaluates a query that must return exactly one sample; ok is false when it
+// Scalar evaluates a query that must return exactly one sample; ok is false when it
 // returns none (or the query failed: err says so).
-func (p *prometheus) scalar(q string) (v float64, ok bool, err error) {
-	s, err := p.query(q)
+func (p *Prometheus) Scalar(q string) (v float64, ok bool, err error) {
+	s, err := p.Query(q)
 	if err != nil || len(s) == 0 {
 		return 0, false, err
 	}
@@ -218,9 +222,9 @@ func (p *prometheus) scalar(q string) (v float64, ok bool, err error) {
 	return s[0].Value, true, nil
 }
 
-// waitFor polls cond every 250 ms until it holds, failing the test with cond's last
+// WaitFor polls cond every 250 ms until it holds, failing the test with cond's last
 // explanation when timeout passes.
-func (p *prometheus) waitFor(what string, timeout time.Duration, cond func() (bool, string)) {
+func (p *Prometheus) WaitFor(what string, timeout time.Duration, cond func() (bool, string)) {
 	p.t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -235,12 +239,12 @@ func (p *prometheus) waitFor(what string, timeout time.Duration, cond func() (bo
 	}
 }
 
-// waitValue waits until query q returns one sample for which pred holds, and returns it.
-func (p *prometheus) waitValue(what, q string, timeout time.Duration, pred func(float64) bool) float64 {
+// WaitValue waits until query q returns one sample for which pred holds, and returns it.
+func (p *Prometheus) WaitValue(what, q string, timeout time.Duration, pred func(float64) bool) float64 {
 	p.t.Helper()
 	var got float64
-	p.waitFor(what, timeout, func() (bool, string) {
-		v, ok, err := p.scalar(q)
+	p.WaitFor(what, timeout, func() (bool, string) {
+		v, ok, err := p.Scalar(q)
 		switch {
 		case err != nil:
 			return false, err.Error()
