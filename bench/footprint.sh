@@ -96,9 +96,9 @@ lv status || true
 
 echo
 awk -v max="$max" -v sum="$sum" -v n="$n" -v hwm="$hwm" -v c0="$c0" -v c1="$c1" -v hz="$hz" -v t0="$t0" -v t1="$t1" \
-  -v th="$threads" -v r="$((r1 - r0))" -v split="${split%, }" 'BEGIN{
+  -v th="$threads" -v r="$((r1 - r0))" -v rss_split="${split%, }" 'BEGIN{
   wall = t1 - t0; cpu = (c1 - c0) / hz
   printf "window %.1f s, %d RSS samples, %d threads, service restarts during the window: %d\n", wall, n, th, r
   printf "RSS max %.1f MB, avg %.1f MB (VmRSS); peak since start %.1f MB (VmHWM)   goal <= 20 MB\n", max*1.024e-3, sum/n*1.024e-3, hwm*1.024e-3
-  printf "RSS at the end: %s\n", split
+  printf "RSS at the end: %s\n", rss_split
   printf "CPU %.2f s in %.0f s = %.3f %% of one core   goal <= 0.5 %%\n", cpu, wall, 100*cpu/wall }'
