@@ -130,7 +130,7 @@ scrape_configs:
 	env := agentEnv(path, pm2Home)
 	agent := &agentRunner{
 		bin:          agentBin,
-		args:         append(append([]string{}, globals...), "run", "--config", cfgPath, "--metrics-listen", metricsAddr),
+		args:         append(append([]string{}, globals...), "--log-level", "debug", "run", "--config", cfgPath, "--metrics-listen", metricsAddr),
 		env:          env,
 		restartDelay: agentRestartDelay,
 	}
@@ -141,6 +141,9 @@ scrape_configs:
 		cancel()
 		<-runDone
 		if t.Failed() {
+			if b, err := os.ReadFile(filepath.Join(pm2Home, "pm2.log")); err == nil {
+				t.Logf("PM2 daemon log:\n%s", b)
+			}
 			lives, _ := agent.snapshotLives()
 			for _, l := range lives {
 				t.Logf("agent lifetime %d (%s) log:\n%s", l.n, l.exit, l.log.String())
@@ -242,17 +245,12 @@ scrape_configs:
 	}
 	obs.secrets.scanFiles("PM2 log", filepath.Join(pm2Home, "pm2.log"))
 	obs.secrets.scanFiles("service log", ecosystem.LogDir(cfg))
-	r.summarize(s.bounds)
-	text := r.Text()
-	obs.secrets.scan("this report", []byte(text))
-	r.SecretsChecked, r.SourcesScanned, r.SecretLeaks = obs.secrets.result()
-	if len(r.SecretLeaks) > 0 { // found only now, in the report itself or just before
-		r.Problems = r.Problems[:0]
-		r.Kinds = nil
-		r.summarize(s.bounds)
-		text = r.Text()
-	}
 	r.WallSeconds = round3(time.Since(testStart).Seconds())
+	r.summarize(s.bounds)
+	obs.secrets.scan("this report", []byte(r.Text()))
+	r.SecretsChecked, r.SourcesScanned, r.SecretLeaks = obs.secrets.result()
+	r.summarize(s.bounds) // again, with the secret scan's result
+	text := r.Text()
 	if err := r.write(set.report); err != nil {
 		t.Error(err)
 	}

@@ -90,9 +90,7 @@ func boundsFor(cfg *config.Config) map[kind]bound {
 	toReadyRule := fmt.Sprintf("startup period %v + readiness period %v × successThreshold %d + timeout %v",
 		st.Period(), rd.Period(), rd.SuccessThreshold, rd.Timeout())
 	hangDetect := time.Duration(rd.FailureThreshold)*rd.Period() + rd.Timeout() + rd.Period() + pollEvery
-	leakLimit := cfg.ServiceSettings(targets[kindLeak][0]).MemoryLimitBytes
-	toLimit := time.Duration(float64(leakLimit) / float64(leakBytesPerSecond) * float64(time.Second))
-	leakDetect := toLimit + time.Duration(cfg.Agent.MemoryBreachChecks)*memEvery + memEvery + pollEvery
+	leakDetect := time.Duration(cfg.Agent.MemoryBreachChecks)*memEvery + memEvery + pollEvery
 	b := map[kind]bound{}
 	b[kindKill] = bound{detect: eventSlack, recover: pm2RestartDelayMax + processStart + toReady,
 		rule: fmt.Sprintf("detect ≤ %v (exit event); recover ≤ PM2 restart delay cap %v + process start %v + %s",
@@ -101,8 +99,8 @@ func boundsFor(cfg *config.Config) map[kind]bound {
 		rule: fmt.Sprintf("detect ≤ readiness period %v × failureThreshold %d + timeout %v + 1 period + poll %v; recover ≤ that + restart backoff max %v + PM2 kill_timeout %v + process start %v + %s",
 			rd.Period(), rd.FailureThreshold, rd.Timeout(), pollEvery, backoffMax, pm2KillTimeout, processStart, toReadyRule)}
 	b[kindLeak] = bound{detect: leakDetect, recover: leakDetect + backoffMax + pm2KillTimeout + processStart + toReady,
-		rule: fmt.Sprintf("detect ≤ %d MiB limit at %d MiB/s (%v) + memoryBreachChecks %d × sample period %v + 1 period + poll; recover ≤ that + backoff max %v + kill_timeout %v + process start %v + %s",
-			leakLimit>>20, leakBytesPerSecond>>20, toLimit, cfg.Agent.MemoryBreachChecks, memEvery, backoffMax, pm2KillTimeout, processStart, toReadyRule)}
+		rule: fmt.Sprintf("from the tree's PSS passing the limit: detect ≤ memoryBreachChecks %d × sample period %v + 1 period + poll %v; recover ≤ that + backoff max %v + kill_timeout %v + process start %v + %s",
+			cfg.Agent.MemoryBreachChecks, memEvery, pollEvery, backoffMax, pm2KillTimeout, processStart, toReadyRule)}
 	b[kindPM2] = bound{detect: eventSlack, recover: time.Second + resurrectMax + watcherReconnectMax + processStart + toReady,
 		rule: fmt.Sprintf("detect ≤ %v (the bus closes); recover ≤ 1s wait + pm2 resurrect %v + reconnect %v + process start %v + %s",
 			eventSlack, resurrectMax, watcherReconnectMax, processStart, toReadyRule)}
@@ -115,9 +113,6 @@ func boundsFor(cfg *config.Config) map[kind]bound {
 	b[kindBurst] = bound{rule: fmt.Sprintf("%d concurrent /metrics scrapes + %d status socket reads + %d status --json: every one answers, nothing restarts", burstSize, burstSize, burstCLI)}
 	return b
 }
-
-// leakBytesPerSecond is deploy/demo's leak hook: 8 MiB every 100 ms.
-const leakBytesPerSecond = 80 << 20
 
 // soak is one run: the agent, its observers and the report.
 type soak struct {
@@ -134,6 +129,7 @@ type soak struct {
 	report     *Report
 	start      time.Time // injection began
 	base       snapshot  // the state after the last fault
+	last       *Fault    // the last fault injected
 }
 
 // snapshot is where every service stood when nothing was in flight.
@@ -215,7 +211,11 @@ func (s *soak) compare(when string, before, after snapshot, skip []string) {
 			}
 		}
 		if len(what) > 0 {
-			s.report.unfaulted("%s: %s at %.1fs: %s", when, name, time.Since(s.start).Seconds(), strings.Join(what, ", "))
+			after := ""
+			if s.last != nil {
+				after = fmt.Sprintf(" (the last fault: %d %s %s)", s.last.N, s.last.Kind, strings.Join(s.last.Targets, ","))
+			}
+			s.report.unfaulted("%s: %s at %.1fs%s: %s", when, name, time.Since(s.start).Seconds(), after, strings.Join(what, ", "))
 		}
 	}
 }
@@ -356,6 +356,7 @@ func (s *soak) inject(f *Fault, p plan) bool {
 		return false
 	}
 	f.At = round3(time.Since(s.start).Seconds())
+	s.last = f
 	if p.target != "" {
 		f.Targets = []string{p.target}
 	}
@@ -489,6 +490,21 @@ func (s *soak) leak(f *Fault, pre snapshot, name string) bool {
 	if leaker == 0 {
 		f.problem("no leaking child appeared under pid %d within 2s of SIGUSR2", pid0)
 	}
+	// the bounds start when the tree passes the limit, as the harness reads it in /proc
+	limit := s.cfg.ServiceSettings(name).MemoryLimitBytes
+	var over time.Time
+	var pss uint64
+	early := !s.obs.poll(s.ctx, t0.Add(30*time.Second), func(at time.Time, st statusapi.Status, err error) bool {
+		if pss = treePSS(pid0); pss > limit {
+			over = at
+			return true
+		}
+		return notReadyOrNew(name, pid0, t0)(st, err)
+	}) || over.IsZero()
+	if early {
+		f.problem("the agent restarted the service before its tree passed the limit (or it never did): tree PSS %d MiB, limit %d MiB", pss>>20, limit>>20)
+		over = t0
+	}
 	var maxMem uint64
 	track := func(pred func(statusapi.Status, error) bool) func(statusapi.Status, error) bool {
 		return func(st statusapi.Status, err error) bool {
@@ -499,12 +515,12 @@ func (s *soak) leak(f *Fault, pre snapshot, name string) bool {
 		}
 	}
 	b := s.bounds[kindLeak]
-	s.detect(f, t0, b, track(notReadyOrNew(name, pid0, t0)))
-	if !s.recoverFrom(f, t0, b, track(readyAgain(name, pid0))) {
+	s.detect(f, over, b, track(notReadyOrNew(name, pid0, t0)))
+	if !s.recoverFrom(f, over, b, track(readyAgain(name, pid0))) {
 		return false
 	}
-	limit := s.cfg.ServiceSettings(name).MemoryLimitBytes
-	f.detail("SIGUSR2 pid %d, leaking child %d; tree memory seen up to %d MiB (limit %d MiB)", pid0, leaker, maxMem>>20, limit>>20)
+	f.detail("SIGUSR2 pid %d, leaking child %d; tree over %d MiB after %.1fs; the agent's status showed up to %d MiB",
+		pid0, leaker, limit>>20, over.Sub(t0).Seconds(), maxMem>>20)
 	if maxMem <= limit {
 		f.problem("the status never showed the tree over its limit (max %d MiB, limit %d MiB)", maxMem>>20, limit>>20)
 	}

@@ -217,6 +217,26 @@ func tree(pid int) []int {
 	return out
 }
 
+// treePSS is the proportional set size of pid's process tree, in bytes, from
+// /proc/<pid>/smaps_rollup (what the agent measures too).
+func treePSS(pid int) uint64 {
+	var total uint64
+	for _, p := range tree(pid) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", p))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "Pss:"); ok {
+				kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+				total += kb << 10
+				break
+			}
+		}
+	}
+	return total
+}
+
 // secretScan looks for secret values in everything the harness collects.
 type secretScan struct {
 	mu      sync.Mutex

@@ -52,7 +52,8 @@ type Report struct {
 	// Problems is every broken bound or expectation; the test fails when it is not empty.
 	Problems []string `json:"problems"`
 
-	mu sync.Mutex
+	mu     sync.Mutex
+	during []string // problems found while running, outside any one fault
 }
 
 // KindSummary is one fault kind's figures against its bounds.
@@ -185,7 +186,7 @@ func (c counts) String() string {
 func (r *Report) problem(format string, args ...any) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.Problems = append(r.Problems, fmt.Sprintf(format, args...))
+	r.during = append(r.during, fmt.Sprintf(format, args...))
 }
 
 func (r *Report) unfaulted(format string, args ...any) {
@@ -194,9 +195,12 @@ func (r *Report) unfaulted(format string, args ...any) {
 	r.UnfaultedRestarts = append(r.UnfaultedRestarts, fmt.Sprintf(format, args...))
 }
 
-// summarize fills Kinds from Faults and the bounds, and copies every fault's problems and
-// every broken bound into Problems.
+// summarize fills Kinds from Faults and the bounds, and Problems from what was found
+// while running, every fault's problems (broken bounds among them) and the end's checks.
+// It may be called again after more was found.
 func (r *Report) summarize(bounds map[kind]bound) {
+	r.Kinds = nil
+	r.Problems = slices.Clone(r.during)
 	for _, k := range allKinds {
 		b := bounds[k]
 		ks := KindSummary{Kind: string(k), DetectionBound: b.detect.Seconds(), RecoveryBound: b.recover.Seconds(), BoundRule: b.rule}
