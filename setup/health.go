@@ -15,6 +15,8 @@ import (
 type HealthTarget struct {
 	Service string
 	Spec    probe.Spec
+	// Check runs one check of Spec.
+	Check probe.CheckFunc
 	// Timeout bounds one check.
 	Timeout time.Duration
 }
@@ -34,7 +36,7 @@ type HealthResult struct {
 // verifyHealth checks every target concurrently, retrying each with backoff until it is
 // healthy or the deadline passes. It returns all verdicts and an error naming the services
 // that never became healthy.
-func verifyHealth(ctx context.Context, targets []HealthTarget, online func(service string) probe.OnlineFunc, deadline time.Duration) ([]HealthResult, error) {
+func verifyHealth(ctx context.Context, targets []HealthTarget, deadline time.Duration) ([]HealthResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, deadline)
 	defer cancel()
 	start := time.Now()
@@ -53,7 +55,7 @@ func verifyHealth(ctx context.Context, targets []HealthTarget, online func(servi
 			)
 			for {
 				cctx, ccancel := context.WithTimeout(ctx, t.Timeout)
-				r := probe.Check(cctx, t.Spec, online(t.Service))
+				r := t.Check(cctx)
 				ccancel()
 				res.Attempts++
 				res.Latency, res.Detail = r.Duration, r.Detail

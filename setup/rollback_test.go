@@ -3,6 +3,8 @@ package setup_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -37,6 +39,19 @@ func TestFailureRollsBack(t *testing.T) {
 				f.cfg.Agent.HealthTimeoutSeconds = 6
 			},
 			wantErr: "nexus-mcp",
+		},
+		{
+			name: "port held by another process",
+			prepare: func(t *testing.T, f *fixture) {
+				// livos is probed by TCP: the answer of another process must not count
+				l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", f.cfg.Ports.Livos))
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { l.Close() })
+				f.cfg.Agent.HealthTimeoutSeconds = 6
+			},
+			wantErr: "livos (tcp",
 		},
 		{
 			name: "pm2 missing",

@@ -17,6 +17,7 @@ import (
 	"github.com/livinity/livinity-agent/setup/envfile"
 	"github.com/livinity/livinity-agent/setup/journal"
 	"github.com/livinity/livinity-agent/supervisor/probe"
+	"github.com/livinity/livinity-agent/supervisor/proctree"
 )
 
 // Step IDs, in the order of the original `livinity setup` (with writing .env first).
@@ -384,27 +385,41 @@ func appsKey(p *Plan) (string, error) {
 }
 
 func verify(ctx context.Context, x *Exec) error {
+	app := func(ctx context.Context, service string) (App, bool, error) {
+		apps, _, err := x.PM2.Apps(ctx)
+		for _, a := range apps {
+			if a.Name == service {
+				return a, true, err
+			}
+		}
+		return App{}, false, err
+	}
+	sampler := proctree.NewSampler("")
 	var targets []HealthTarget
 	for _, name := range config.ServiceNames {
 		s := x.Config.ServiceSettings(name)
-		targets = append(targets, HealthTarget{Service: name, Spec: ProbeSpec(s.Probe), Timeout: s.Liveness.Timeout()})
-	}
-	online := func(service string) probe.OnlineFunc {
-		return func(ctx context.Context) (bool, error) {
-			apps, _, err := x.PM2.Apps(ctx)
-			if err != nil {
+		spec := ProbeSpec(s.Probe)
+		online := func(ctx context.Context) (bool, error) {
+			a, ok, err := app(ctx, name)
+			return ok && a.Status == "online", err
+		}
+		// an answer counts only from the app's own process tree: another process on the
+		// port (an old instance, another install) must not pass for this one
+		owns := func(ctx context.Context, port int) (bool, error) {
+			a, ok, err := app(ctx, name)
+			if err != nil || !ok || a.Status != "online" || a.PID <= 0 {
 				return false, err
 			}
-			for _, a := range apps {
-				if a.Name == service {
-					return a.Status == "online", nil
-				}
+			tree, err := sampler.Memory(int32(a.PID))
+			if err != nil {
+				return false, nil
 			}
-			return false, nil
+			return sampler.PortOwned(port, tree.PIDs)
 		}
+		targets = append(targets, HealthTarget{Service: name, Spec: spec, Timeout: s.Liveness.Timeout(),
+			Check: probe.Owned(probe.Checker(spec, online), spec, owns)})
 	}
-	deadline := x.Config.Agent.HealthTimeout()
-	res, err := verifyHealth(ctx, targets, online, deadline)
+	res, err := verifyHealth(ctx, targets, x.Config.Agent.HealthTimeout())
 	*x.health = res
 	return err
 }

@@ -41,7 +41,10 @@ type service struct {
 	clock    probe.Clock
 	now      func() time.Time
 
-	online atomic.Bool // PM2 says online; read by the process probe
+	online  atomic.Bool             // PM2 says online; read by the process probe
+	curPID  atomic.Int32            // the instance's pid (0 unknown); read by the probes
+	tree    atomic.Pointer[[]int32] // its process tree at the last memory sample
+	sampler *proctree.Sampler
 
 	id, pid     int
 	pm2Status   string
@@ -120,6 +123,7 @@ func (s *service) handle(ctx context.Context, m msg) {
 		s.onProcess(ctx, *m.proc)
 	case m.missing:
 		s.id, s.pid = -1, 0
+		s.curPID.Store(0)
 		s.online.Store(false)
 		s.holdAll()
 		s.update(func(sv *state.Service) { sv.PM2Status, sv.PID, sv.Started = "", 0, time.Time{} })
@@ -132,6 +136,7 @@ func (s *service) handle(ctx context.Context, m msg) {
 		s.onMemory(ctx, *m.mem)
 	case m.daemonDown:
 		s.online.Store(false)
+		s.curPID.Store(0)
 		s.holdAll()
 		if s.pid != 0 {
 			s.lostDaemon = true
@@ -146,6 +151,11 @@ func (s *service) handle(ctx context.Context, m msg) {
 func (s *service) onProcess(ctx context.Context, p pm2.Process) {
 	s.id = p.ID
 	s.pm2Status = string(p.Status)
+	if p.Status == pm2.StatusOnline {
+		s.curPID.Store(int32(p.PID))
+	} else {
+		s.curPID.Store(0)
+	}
 	s.account(p.RestartTime)
 	s.update(func(sv *state.Service) {
 		sv.PM2Status, sv.PM2Restarts = string(p.Status), p.RestartTime
@@ -250,6 +260,7 @@ func (s *service) onEvent(ctx context.Context, e pm2.Event) {
 // readiness. A pid of -1 means "new, pid not known yet" (an online event carries none).
 // A crash or a lost daemon that preceded it is counted now, when the restart happened.
 func (s *service) instanceUp(pid int) {
+	s.tree.Store(nil)
 	if pid > 0 && s.pid == -1 {
 		s.pid = pid // the pid of the instance the online event announced
 		return
@@ -277,7 +288,7 @@ func (s *service) ensureWorkers() bool {
 		return true
 	}
 	spec := setup.ProbeSpec(s.set.Probe)
-	check := probe.Checker(spec, func(context.Context) (bool, error) { return s.online.Load(), nil })
+	check := probe.Owned(probe.Checker(spec, func(context.Context) (bool, error) { return s.online.Load(), nil }), spec, s.ownsPort)
 	start := func(t probe.Type, tm config.Timing) *probe.Worker {
 		w, err := probe.StartWorker(context.Background(), probe.WorkerConfig{
 			Type:   t,
@@ -313,6 +324,27 @@ func (s *service) ensureWorkers() bool {
 	}
 	s.startup, s.liveness, s.readiness = st, lv, rd
 	return true
+}
+
+// ownsPort reports whether the service's process tree holds the listening socket on port:
+// first with the tree of the last memory sample, then, if that does not show it (a new
+// instance, a child that started since), with the tree measured now.
+func (s *service) ownsPort(ctx context.Context, port int) (bool, error) {
+	if t := s.tree.Load(); t != nil {
+		if ok, err := s.sampler.PortOwned(port, *t); ok || err != nil {
+			return ok, err
+		}
+	}
+	pid := s.curPID.Load()
+	if pid <= 0 {
+		return false, nil
+	}
+	u, err := s.sampler.Memory(pid)
+	if err != nil {
+		return false, nil // gone: not its port
+	}
+	s.tree.Store(&u.PIDs)
+	return s.sampler.PortOwned(port, u.PIDs)
 }
 
 func probeTiming(t config.Timing) probe.Timing {
@@ -382,6 +414,7 @@ func (s *service) onChange(ctx context.Context, c probe.Change) {
 }
 
 func (s *service) onMemory(ctx context.Context, u proctree.Usage) {
+	s.tree.Store(&u.PIDs)
 	s.update(func(sv *state.Service) { sv.MemoryBytes, sv.MemoryKind = u.Bytes, u.Kind })
 	if s.expect != "" || s.retry != nil || !s.online.Load() {
 		return

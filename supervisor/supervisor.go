@@ -99,7 +99,7 @@ func New(opts Options) (*Supervisor, error) {
 			name: name, set: set, breachN: opts.Config.Agent.MemoryBreachChecks, store: opts.Store,
 			ctrl: s.ctrl, log: opts.Logger, observer: opts.Observer,
 			policy: newRestartPolicy(opts.Config.Agent.RestartBackoff, nil),
-			msgs:   make(chan msg, 256), quit: make(chan struct{}), clock: opts.Clock, now: time.Now,
+			msgs:   make(chan msg, 256), quit: make(chan struct{}), clock: opts.Clock, now: time.Now, sampler: s.sampler,
 			id: -1, baseline: -1,
 		}
 		opts.Store.Update(name, func(st *state.Service) {

@@ -1,6 +1,8 @@
 package supervisor_test
 
 import (
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -218,4 +220,32 @@ func TestPM2DaemonKilled(t *testing.T) {
 	if !f.store.Snapshot().Agent.PM2Connected {
 		t.Error("the agent did not reconnect")
 	}
+}
+
+// TestPortTakenByAnotherProcess: while another process holds a service's port, the
+// service is never reported ready (its TCP probe gets an answer, but not from the
+// service); once the port is free it recovers.
+func TestPortTakenByAnotherProcess(t *testing.T) {
+	f := newFixture(t, nil, nil)
+	before := f.procs()
+	if err := syscall.Kill(before["livos"].PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	var l net.Listener
+	testenv.WaitFor(t, "the port of the killed livos to be free", 5*time.Second, func() bool {
+		var err error
+		l, err = net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", f.cfg.Ports.Livos))
+		return err == nil
+	})
+	held := time.Now()
+	for time.Since(held) < 4*time.Second {
+		if sv := f.service("livos"); sv.Ready {
+			l.Close()
+			t.Fatalf("livos reported ready while another process holds its port (%s)", sv.Detail)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	l.Close()
+	f.waitPhase("livos", state.Ready, 30*time.Second)
+	f.untouched(before, others("livos")...)
 }

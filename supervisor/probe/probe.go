@@ -244,3 +244,30 @@ func sanitize(s string) string {
 	}
 	return b.String()
 }
+
+// OwnerFunc reports whether the socket listening on port belongs to the service's own
+// processes; an error means it could not tell.
+type OwnerFunc func(ctx context.Context, port int) (bool, error)
+
+// Owned wraps the check of an http or tcp spec so that an answer counts only when it comes
+// from the service itself: a success on a port that another process holds (an old
+// instance, another install) is a Failure. Other kinds are returned unwrapped.
+func Owned(check CheckFunc, s Spec, owns OwnerFunc) CheckFunc {
+	if s.Kind != KindHTTP && s.Kind != KindTCP {
+		return check
+	}
+	return func(ctx context.Context) Result {
+		r := check(ctx)
+		if r.Outcome != Success {
+			return r
+		}
+		ok, err := owns(ctx, s.Port)
+		switch {
+		case err != nil:
+			r.Outcome, r.Detail = Error, sanitize("probe: cannot tell who holds port "+fmt.Sprint(s.Port)+": "+err.Error())
+		case !ok:
+			r.Outcome, r.Detail = Failure, fmt.Sprintf("port %d answers, but not from the service's own processes", s.Port)
+		}
+		return r
+	}
+}
