@@ -156,7 +156,7 @@ func runPipeline(ctx context.Context, cmd *cli.Command, cfg *config.Config) erro
 	}
 	var prog *progress
 	if tty {
-		prog = newProgress(out, color)
+		prog = newProgress(out, color, terminalWidth(out))
 	}
 	opts.Observe = func(e setup.Event) {
 		learnSecrets(secrets, plan, e)
@@ -292,6 +292,16 @@ func countHealthy(hs []setup.HealthResult) int {
 		}
 	}
 	return n
+}
+
+// terminalWidth is the number of columns of the terminal w, or 0 when unknown.
+func terminalWidth(w io.Writer) int {
+	if f, ok := w.(*os.File); ok {
+		if cols, _, err := term.GetSize(int(f.Fd())); err == nil {
+			return cols
+		}
+	}
+	return 0
 }
 
 func isTerminal(w io.Writer) bool {

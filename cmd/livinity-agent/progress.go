@@ -18,6 +18,7 @@ import (
 type progress struct {
 	w     io.Writer
 	color bool
+	width int // the live line is cut to this many columns so that it never wraps
 
 	mu      sync.Mutex
 	running map[int]runningStep
@@ -34,8 +35,11 @@ type runningStep struct {
 
 var spinner = []string{"⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"}
 
-func newProgress(w io.Writer, color bool) *progress {
-	p := &progress{w: w, color: color, running: map[int]runningStep{}, stop: make(chan struct{}), done: make(chan struct{})}
+func newProgress(w io.Writer, color bool, width int) *progress {
+	if width < 20 {
+		width = 80
+	}
+	p := &progress{w: w, color: color, width: width, running: map[int]runningStep{}, stop: make(chan struct{}), done: make(chan struct{})}
 	go p.loop()
 	return p
 }
@@ -127,8 +131,12 @@ func (p *progress) drawLive() {
 		r := p.running[i]
 		parts = append(parts, fmt.Sprintf("[%d/%d] %s %s", i, p.total, r.title, time.Since(r.since).Truncate(100*time.Millisecond)))
 	}
+	line := []rune(strings.Join(parts, " · "))
+	if max := p.width - 3; len(line) > max {
+		line = append(line[:max-1], '…')
+	}
 	p.clearLine()
-	fmt.Fprintf(p.w, "%s %s", p.paint("36", spinner[p.frame%len(spinner)]), strings.Join(parts, " · "))
+	fmt.Fprintf(p.w, "%s %s", p.paint("36", spinner[p.frame%len(spinner)]), string(line))
 }
 
 func firstLine(err error) string {
