@@ -26,21 +26,22 @@ func checkCommand() *cli.Command {
 			}
 			out := cmd.Root().Writer
 			fmt.Fprintf(out, "%s: valid\n", cmd.String(flagConfig))
-			results := preflight.Run(ctx, cfg, preflightOptions(cmd, cfg))
+			results := preflight.Run(ctx, cfg, preflightOptions(cmd))
 			preflight.Format(out, results, isTerminal(out) && os.Getenv("NO_COLOR") == "")
 			return preflight.Critical(results)
 		},
 	}
 }
 
-func preflightOptions(cmd *cli.Command, cfg *config.Config) preflight.Options {
-	return preflight.Options{Path: toolPath(cmd), PM2: cmd.String(flagPM2)}
+func preflightOptions(cmd *cli.Command) preflight.Options {
+	home, _ := pm2Home(cmd) // without one, every held port counts as a conflict
+	return preflight.Options{Path: toolPath(cmd), PM2: cmd.String(flagPM2), PM2Home: home}
 }
 
 // runPreflight checks the machine before the pipeline changes anything: a critical failure
 // stops here; the rest are shown (on a terminal) or logged, and the pipeline goes on.
 func runPreflight(ctx context.Context, cmd *cli.Command, cfg *config.Config, out io.Writer, color bool, log *slog.Logger) error {
-	results := preflight.Run(ctx, cfg, preflightOptions(cmd, cfg))
+	results := preflight.Run(ctx, cfg, preflightOptions(cmd))
 	if isTerminal(out) {
 		preflight.Format(out, results, color)
 	}

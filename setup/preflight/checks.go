@@ -26,7 +26,8 @@ import (
 const gb = 1e9
 
 // Run runs every check at once and returns the results in a fixed order: Node.js, PM2,
-// Python venv, Docker, Redis, disk space, memory. Node.js and PM2 are critical.
+// Python venv, Docker, Redis, disk space, memory, ports. Node.js, PM2 and ports are
+// critical.
 func Run(ctx context.Context, cfg *config.Config, opts Options) []Result {
 	if cfg == nil {
 		cfg = &config.Config{}
@@ -44,6 +45,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) []Result {
 		o.checkRedis,
 		func(ctx context.Context) Result { return o.checkDisk(ctx, pf.MinDiskGB) },
 		func(ctx context.Context) Result { return o.checkMemory(ctx, pf.MinRAMGB) },
+		func(ctx context.Context) Result { return o.checkPorts(cfg) },
 	})
 }
 

@@ -47,6 +47,9 @@ type Options struct {
 	CommandTimeout time.Duration
 	// DialTimeout bounds the Redis connection attempt; default 2s.
 	DialTimeout time.Duration
+	// PM2Home is the home of this box's PM2 daemon: ports held by its apps are this box's
+	// own services, not conflicts.
+	PM2Home string
 }
 
 func (o Options) withDefaults() Options {
@@ -78,6 +81,7 @@ const (
 	NameRedis  = "Redis"
 	NameDisk   = "Disk space"
 	NameMemory = "Memory"
+	NamePorts  = "Ports"
 )
 
 // Critical returns an error naming every failed critical check, or nil when there is none.

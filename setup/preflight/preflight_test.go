@@ -215,7 +215,7 @@ func TestMemory(t *testing.T) {
 
 func TestRunOrderAndCancel(t *testing.T) {
 	t.Parallel()
-	want := []string{NameNode, NamePM2, NamePython, NameDocker, NameRedis, NameDisk, NameMemory}
+	want := []string{NameNode, NamePM2, NamePython, NameDocker, NameRedis, NameDisk, NameMemory, NamePorts}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	results := Run(ctx, nil, Options{Path: testenv.PATH(t)})

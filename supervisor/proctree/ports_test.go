@@ -55,6 +55,12 @@ print(s.getsockname()[1], flush=True); sys.stdin.read()`)
 		{"nobody listens", freePort(t), []int32{self, child}, false},
 		{"no pids", mine, nil, false},
 	}
+	if got, err := s.PortHolders(theirs); err != nil || len(got) != 1 || got[0] != child {
+		t.Errorf("holders of the child's port = %v, %v; want [%d]", got, err, child)
+	}
+	if got, err := s.PortHolders(freePort(t)); err != nil || len(got) != 0 {
+		t.Errorf("holders of a free port = %v, %v", got, err)
+	}
 	for _, c := range cases {
 		if got, err := s.PortOwned(c.port, c.pids); got != c.want || err != nil {
 			t.Errorf("%s: got %v, %v; want %v", c.name, got, err, c.want)
