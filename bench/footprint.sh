@@ -29,7 +29,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-if [ -n "${AGENT_BIN:-}" ]; then cp "$AGENT_BIN" "$work/livinity-agent"; else go build -o "$work/livinity-agent" ./cmd/livinity-agent; fi
+if [ -n "${AGENT_BIN:-}" ]; then cp "$AGENT_BIN" "$work/livinity-agent"; else CGO_ENABLED=0 go build -o "$work/livinity-agent" ./cmd/livinity-agent; fi
 global=(--config "$demo/setup.json" --state-dir "$demo/state" --pm2-home "$demo/pm2" --runtime-dir "$work/run")
 lv() { "$work/livinity-agent" "${global[@]}" "$@"; }
 

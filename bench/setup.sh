@@ -12,7 +12,7 @@ rounds=${1:-3}
 export PATH="$(bash scripts/install-tools.sh):$PATH"
 work=$(mktemp -d /tmp/lvbench.XXXXXX)
 trap 'for d in "$work"/*/pm2; do [ -d "$d" ] && PM2_HOME="$d" pm2 kill >/dev/null 2>&1 || true; done; rm -rf "$work"' EXIT
-go build -o "$work/livinity-agent" ./cmd/livinity-agent
+CGO_ENABLED=0 go build -o "$work/livinity-agent" ./cmd/livinity-agent
 
 now() { date +%s.%N; }
 # onboard DIR [ARGS...]: one demo run, prints its wall time in seconds

@@ -264,12 +264,28 @@ func (s *Supervisor) dispatch(ctx context.Context, name string, m msg) {
 	}
 }
 
-// sampleMemory measures every service's process tree once per (shortest) probe period,
-// from one pass over /proc.
+// fullMemoryEvery is how often a service's whole tree is measured afresh (a scan of /proc
+// for new children, and PSS from smaps_rollup) while its cheap RSS stays under the limit.
+const fullMemoryEvery = 10 * time.Second
+
+// sample is a service's last full measurement.
+type sample struct {
+	usage proctree.Usage
+	pid   int
+	at    time.Time
+}
+
+// sampleMemory checks every service's memory once per (shortest) probe period. Most
+// periods cost one statm read per process of the known trees: RSS under the limit proves
+// the PSS is under it. A full measurement — one scan of /proc for the tree, PSS from
+// smaps_rollup — is taken for a new instance, when the RSS is over the limit (so that a
+// restart is decided on PSS), and every fullMemoryEvery (so that a new child process is
+// found within that time).
 func (s *Supervisor) sampleMemory(ctx context.Context) error {
 	t := s.opts.Clock.NewTicker(s.memEvery)
 	defer t.Stop()
 	first := s.opts.Clock.After(250 * time.Millisecond) // a figure soon after start
+	last := map[string]sample{}
 	for {
 		select {
 		case <-ctx.Done():
@@ -283,20 +299,38 @@ func (s *Supervisor) sampleMemory(ctx context.Context) error {
 			pids[k] = v
 		}
 		s.mu.Unlock()
-		if len(pids) == 0 {
-			continue
-		}
-		table, err := s.sampler.Scan()
-		if err != nil {
-			s.log.Warn("cannot scan /proc for memory", "err", err)
-			continue
-		}
+		var table *proctree.Table
 		for name, in := range pids {
+			prev, ok := last[name]
+			full := !ok || prev.pid != in.pid || time.Since(prev.at) >= fullMemoryEvery
+			if !full {
+				rss, alive := s.sampler.RSS(prev.usage.PIDs)
+				full = len(alive) == 0 || rss > s.byName[name].set.MemoryLimitBytes
+			}
+			if !full {
+				u := prev.usage
+				s.dispatch(ctx, name, msg{mem: &u})
+				continue
+			}
+			if table == nil {
+				var err error
+				if table, err = s.sampler.Scan(); err != nil {
+					s.log.Warn("cannot scan /proc for memory", "err", err)
+					break
+				}
+			}
 			u, err := table.Memory(int32(in.pid))
 			if err != nil {
+				delete(last, name)
 				continue // gone since the last list; the bus says what happened
 			}
+			last[name] = sample{usage: u, pid: in.pid, at: time.Now()}
 			s.dispatch(ctx, name, msg{mem: &u})
+		}
+		for name := range last {
+			if _, ok := pids[name]; !ok {
+				delete(last, name)
+			}
 		}
 	}
 }

@@ -288,3 +288,33 @@ func readFile(path string, buf []byte) (int, error) {
 	}
 	return total, nil
 }
+
+// pageSize converts statm's page counts to bytes.
+var pageSize = uint64(os.Getpagesize())
+
+// RSS sums the resident memory of pids from /proc/<pid>/statm, a read about a hundred
+// times cheaper than smaps_rollup, and returns the pids still alive. PSS is never above
+// RSS, so an RSS under a limit proves the PSS is under it too.
+func (s *Sampler) RSS(pids []int32) (uint64, []int32) {
+	var total uint64
+	alive := make([]int32, 0, len(pids))
+	buf := make([]byte, 256)
+	for _, p := range pids {
+		n, err := readFile(filepath.Join(s.root, strconv.Itoa(int(p)), "statm"), buf)
+		if err != nil {
+			continue
+		}
+		// size resident shared text lib data dt, in pages
+		f := bytes.Fields(buf[:n])
+		if len(f) < 2 {
+			continue
+		}
+		pages, err := strconv.ParseUint(string(f[1]), 10, 64)
+		if err != nil || pages == 0 { // a zombie has no resident pages
+			continue
+		}
+		total += pages * pageSize
+		alive = append(alive, p)
+	}
+	return total, alive
+}

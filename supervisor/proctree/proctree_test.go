@@ -346,3 +346,20 @@ func BenchmarkScan(b *testing.B) {
 		}
 	}
 }
+
+func TestRSSOfLiveAndGonePids(t *testing.T) {
+	s := NewSampler("")
+	self := int32(os.Getpid())
+	rss, alive := s.RSS([]int32{self, 1 << 30})
+	if len(alive) != 1 || alive[0] != self {
+		t.Fatalf("alive = %v, want only this process", alive)
+	}
+	u, err := s.Memory(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// PSS is never above RSS (the tree is this process alone, or with short-lived children)
+	if rss == 0 || (u.Kind == KindPSS && len(u.PIDs) == 1 && u.Bytes > rss+rss/10) {
+		t.Fatalf("statm RSS %d vs tree %s %d", rss, u.Kind, u.Bytes)
+	}
+}
