@@ -425,6 +425,13 @@ func (s *soak) kill(f *Fault, pre snapshot, name string) bool {
 	f.detail("SIGKILL pid %d (%d processes in its tree)", pid0, len(procs))
 	s.detect(f, t0, s.bounds[kindKill], notReadyOrNew(name, pid0, t0))
 	if !s.recoverFrom(f, t0, s.bounds[kindKill], readyAgain(name, pid0)) {
+		var left []string
+		for _, p := range procs {
+			if alive(p) {
+				left = append(left, fmt.Sprintf("%d (%s)", p, cmdline(p)))
+			}
+		}
+		f.problem("processes of the killed instance still running: %v", left)
 		return false
 	}
 	s.settle(f, pre, map[string]want{name: {"crash": {1, 1}}}, true)

@@ -194,6 +194,16 @@ func alive(pid int) bool {
 	return ok && st.state != 'Z' && st.state != 'X'
 }
 
+// cmdline is pid's command line, shortened, for reports.
+func cmdline(pid int) string {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	s := strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " "))
+	if len(s) > 120 {
+		s = s[:120] + "…"
+	}
+	return s
+}
+
 // tree returns pid and all its live descendants.
 func tree(pid int) []int {
 	children := map[int][]int{}
