@@ -102,6 +102,7 @@ func TestCrashDuringEveryStep(t *testing.T) {
 				t.Fatalf("setup --rollback found nothing to do:\n%s", out)
 			}
 			sameTree(t, before, snapshot(t, f.root))
+			noProcessesIn(t, f.root)
 			if apps := f.apps(ctx); len(apps) != 0 {
 				t.Fatalf("PM2 apps left after rollback: %d", len(apps))
 			}

@@ -11,11 +11,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/livinity/livinity-agent/deploy/demo"
+	"github.com/livinity/livinity-agent/internal/procfs"
 	"github.com/livinity/livinity-agent/internal/testenv"
 	"github.com/livinity/livinity-agent/setup"
 	"github.com/livinity/livinity-agent/setup/config"
@@ -185,3 +188,29 @@ func TestMain(m *testing.M) {
 	}
 	os.Exit(code)
 }
+
+// noProcessesIn fails the test if a process still runs from the tree (its command line
+// or working directory under root): a rollback must leave nothing running.
+func noProcessesIn(t *testing.T, root string) {
+	t.Helper()
+	testenv.WaitFor(t, "no process running from "+root, 5*time.Second, func() bool {
+		entries, _ := os.ReadDir("/proc")
+		for _, e := range entries {
+			if _, err := strconv.Atoi(e.Name()); err != nil {
+				continue
+			}
+			cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+			cwd, _ := os.Readlink(filepath.Join("/proc", e.Name(), "cwd"))
+			if st, ok := procfs.ReadStat(mustAtoi(e.Name())); ok && st.State == "Z" {
+				continue
+			}
+			if strings.Contains(string(cmdline), root) || strings.HasPrefix(cwd, root) {
+				t.Logf("still running from the tree: pid %s: %s", e.Name(), strings.ReplaceAll(string(cmdline), "\x00", " "))
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func mustAtoi(s string) int { n, _ := strconv.Atoi(s); return n }

@@ -83,6 +83,7 @@ func TestFailureRollsBack(t *testing.T) {
 			}
 			t.Logf("error: %v", err)
 			sameTree(t, before, snapshot(t, f.root))
+			noProcessesIn(t, f.root)
 			if apps := f.apps(ctx); len(apps) != 0 {
 				t.Fatalf("PM2 apps left after rollback: %d", len(apps))
 			}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -16,6 +17,7 @@ import (
 	"github.com/livinity/livinity-agent/internal/atomicfile"
 	"github.com/livinity/livinity-agent/internal/procfs"
 	"github.com/livinity/livinity-agent/setup/journal"
+	"github.com/livinity/livinity-agent/supervisor/proctree"
 )
 
 // rollback undoes every operation of the journal not yet undone, newest first. First it
@@ -97,6 +99,10 @@ func undo(ctx context.Context, op journal.Op, opts Options) error {
 		if !running {
 			return nil // no daemon: nothing of ours is running
 		}
+		// what the apps run, so that nothing they started outlives them (a wrapper such
+		// as tsx may leave its child behind when PM2 stops it)
+		trees := appTrees(ctx, pm, op)
+		defer killSurvivors(trees)
 		switch op.Kind {
 		case journal.KindPM2Delete:
 			return pm.Delete(ctx, op.Names...)
@@ -104,6 +110,7 @@ func undo(ctx context.Context, op journal.Op, opts Options) error {
 			if err := pm.Delete(ctx, op.Names...); err != nil {
 				return err
 			}
+			killSurvivors(trees) // before the old definition starts again on the same ports
 			if _, err := os.Stat(op.Path); err != nil {
 				return fmt.Errorf("previous ecosystem %s is gone: %w", op.Path, err)
 			}
@@ -113,6 +120,41 @@ func undo(ctx context.Context, op journal.Op, opts Options) error {
 		}
 	default:
 		return fmt.Errorf("unknown undo kind %q", op.Kind)
+	}
+}
+
+// appTrees records the processes (pid and start time) of the apps an undo removes: the
+// named ones, or all of them for a daemon kill.
+func appTrees(ctx context.Context, pm PM2, op journal.Op) map[int]uint64 {
+	apps, _, err := pm.Apps(ctx)
+	if err != nil {
+		return nil
+	}
+	table, err := proctree.NewSampler("").Scan()
+	if err != nil {
+		return nil
+	}
+	out := map[int]uint64{}
+	for _, a := range apps {
+		if a.PID <= 0 || (op.Kind != journal.KindPM2Kill && !slices.Contains(op.Names, a.Name)) {
+			continue
+		}
+		if u, err := table.Memory(int32(a.PID)); err == nil {
+			for _, p := range u.PIDs {
+				out[int(p)] = procfs.StartTime(int(p))
+			}
+		}
+	}
+	return out
+}
+
+// killSurvivors ends the recorded processes that still run (the same processes: the start
+// time guards against a reused pid).
+func killSurvivors(procs map[int]uint64) {
+	for pid, start := range procs {
+		if start != 0 && procfs.Alive(pid, start) {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
 	}
 }
 
@@ -143,10 +185,8 @@ func restorePath(op journal.Op) error {
 	if !filepath.IsAbs(op.Path) || filepath.Clean(op.Path) == "/" {
 		return fmt.Errorf("refusing to restore suspicious path %q", op.Path)
 	}
-	for _, tmp := range atomicfile.Leftovers(op.Path) {
-		if err := os.Remove(tmp); err != nil {
-			return fmt.Errorf("remove interrupted write %s: %w", tmp, err)
-		}
+	if err := removeLeftovers(op); err != nil {
+		return err
 	}
 	if op.Backup == "" {
 		return removeAll(op.Path)
@@ -173,12 +213,33 @@ func removeAll(p string) error {
 // removeBackups deletes the backups of a committed run.
 func removeBackups(ops []journal.Op, log *slog.Logger) {
 	for _, op := range ops {
-		if op.Kind == journal.KindRestorePath && op.Backup != "" {
+		if op.Kind != journal.KindRestorePath {
+			continue
+		}
+		if err := removeLeftovers(op); err != nil {
+			log.Warn("could not remove an interrupted write", "err", err)
+		}
+		if op.Backup != "" {
 			if err := os.RemoveAll(op.Backup); err != nil {
 				log.Warn("could not remove backup", "path", op.Backup, "err", err)
 			}
 		}
 	}
+}
+
+// removeLeftovers removes the temp files of atomic writes (of the path, or of its backup
+// copy) that a crash interrupted.
+func removeLeftovers(op journal.Op) error {
+	tmps := atomicfile.Leftovers(op.Path)
+	if op.Backup != "" {
+		tmps = append(tmps, atomicfile.Leftovers(op.Backup)...)
+	}
+	for _, tmp := range tmps {
+		if err := os.Remove(tmp); err != nil && !os.IsNotExist(err) {
+			return fmt.Errorf("remove interrupted write %s: %w", tmp, err)
+		}
+	}
+	return nil
 }
 
 // killGroup kills what is left of a command's process group: every process whose group
