@@ -158,17 +158,17 @@ func TestDemoTree(t *testing.T) {
 	// by leakMiBPerTick every 100 ms; the child ends with its parent.
 	t.Run("leak-hook", func(t *testing.T) {
 		services := []struct {
-			name, script string
-			env          []string
+			name, script, startLine string
+			env                     []string
 		}{
-			{"nexus-core", "packages/core/dist/index.js", []string{"API_PORT=" + strconv.Itoa(testenv.FreePort(t)), "JWT_SECRET=x"}},
-			{"nexus-worker", "packages/worker/dist/index.js", nil},
-			{"nexus-mcp", "packages/mcp-server/dist/index.js", []string{"MCP_PORT=" + strconv.Itoa(testenv.FreePort(t))}},
+			{"nexus-core", "packages/core/dist/index.js", "nexus-core: listening", []string{"API_PORT=" + strconv.Itoa(testenv.FreePort(t)), "JWT_SECRET=x"}},
+			{"nexus-worker", "packages/worker/dist/index.js", "nexus-worker: started", nil},
+			{"nexus-mcp", "packages/mcp-server/dist/index.js", "nexus-mcp: listening", []string{"MCP_PORT=" + strconv.Itoa(testenv.FreePort(t))}},
 		}
 		leakLine := regexp.MustCompile(`SIGUSR2 received, child (\d+) leaks 8 MiB every 100 ms`)
 		for _, sv := range services {
 			p := start(t, nexus, append(env, sv.env...), "node", sv.script)
-			p.waitOutput(t, sv.name+": ")
+			p.waitOutput(t, sv.startLine)
 			if err := p.cmd.Process.Signal(syscall.SIGUSR2); err != nil {
 				t.Fatal(err)
 			}
@@ -181,7 +181,7 @@ func TestDemoTree(t *testing.T) {
 			testenv.WaitFor(t, sv.name+"'s leaking child to hold 64 MiB", waitLimit, func() bool {
 				return rssKiB(child) >= 64<<10
 			})
-			p.stop(t, syscall.SIGTERM, sv.name+": ")
+			p.stop(t, syscall.SIGTERM, sv.startLine)
 			testenv.WaitFor(t, sv.name+"'s leaking child to end with its parent", waitLimit, func() bool {
 				return syscall.Kill(child, 0) == syscall.ESRCH
 			})

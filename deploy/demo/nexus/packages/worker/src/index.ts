@@ -19,6 +19,7 @@ if (!Number.isInteger(interval) || interval < 10) {
 	fail(`WORKER_INTERVAL_MS=${JSON.stringify(raw)} is not a whole number of milliseconds >= 10`);
 }
 
+installLeakHook("nexus-worker"); // before the start line: a signal after it finds the hook
 let ticks = 0;
 console.log(`nexus-worker: started, ticking every ${interval} ms`);
 const timer = setInterval(() => {
@@ -33,4 +34,3 @@ function stop(signal: string) {
 }
 process.on("SIGINT", () => stop("SIGINT"));
 process.on("SIGTERM", () => stop("SIGTERM"));
-installLeakHook("nexus-worker");
