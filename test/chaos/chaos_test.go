@@ -144,6 +144,11 @@ scrape_configs:
 			if b, err := os.ReadFile(filepath.Join(pm2Home, "pm2.log")); err == nil {
 				t.Logf("PM2 daemon log:\n%s", b)
 			}
+			for _, name := range config.ServiceNames {
+				if b, err := os.ReadFile(filepath.Join(ecosystem.LogDir(cfg), name+"-error.log")); err == nil {
+					t.Logf("%s's error log, the end:\n%s", name, tail(string(b), 20))
+				}
+			}
 			lives, _ := agent.snapshotLives()
 			for _, l := range lives {
 				t.Logf("agent lifetime %d (%s) log:\n%s", l.n, l.exit, l.log.String())
@@ -336,6 +341,12 @@ func envSecrets(t *testing.T, cfg *config.Config) []string {
 		t.Fatalf("rebuild the .env from itself: %v", err)
 	}
 	return env.Secrets()
+}
+
+// tail is the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 // agentEnv is the agent's environment: the tools first on PATH, its PM2 home, and nothing

@@ -512,17 +512,25 @@ func (s *soak) leak(f *Fault, pre snapshot, name string) bool {
 		f.problem("the agent restarted the service before its tree passed the limit (or it never did): tree PSS %d MiB, limit %d MiB", pss>>20, limit>>20)
 		over = t0
 	}
-	var maxMem uint64
+	var maxMem, lastMem uint64
+	var timeline []string // the agent's figure whenever it changes, for a broken bound
 	track := func(pred func(statusapi.Status, error) bool) func(statusapi.Status, error) bool {
 		return func(st statusapi.Status, err error) bool {
 			if sv, ok := service(st, name); ok && err == nil && sv.PID == pid0 {
 				maxMem = max(maxMem, sv.MemoryBytes)
+				if sv.MemoryBytes != lastMem {
+					lastMem = sv.MemoryBytes
+					timeline = append(timeline, fmt.Sprintf("%+.2fs %dMiB", time.Since(over).Seconds(), sv.MemoryBytes>>20))
+				}
 			}
 			return pred(st, err)
 		}
 	}
 	b := s.bounds[kindLeak]
 	s.detect(f, over, b, track(notReadyOrNew(name, pid0, t0)))
+	if f.Detection > b.detect.Seconds() {
+		f.problem("the tree's memory in the agent's status, from the crossing: %s", strings.Join(timeline, ", "))
+	}
 	if !s.recoverFrom(f, over, b, track(readyAgain(name, pid0))) {
 		return false
 	}
