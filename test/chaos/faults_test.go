@@ -513,7 +513,9 @@ func (s *soak) leak(f *Fault, pre snapshot, name string) bool {
 		over = t0
 	}
 	var maxMem, lastMem uint64
-	var timeline []string // the agent's figure whenever it changes, for a broken bound
+	// for a broken bound: when the agent's figures changed, the target's and the others'
+	var timeline, others []string
+	lastOthers := ""
 	track := func(pred func(statusapi.Status, error) bool) func(statusapi.Status, error) bool {
 		return func(st statusapi.Status, err error) bool {
 			if sv, ok := service(st, name); ok && err == nil && sv.PID == pid0 {
@@ -522,6 +524,16 @@ func (s *soak) leak(f *Fault, pre snapshot, name string) bool {
 					lastMem = sv.MemoryBytes
 					timeline = append(timeline, fmt.Sprintf("%+.2fs %dMiB", time.Since(over).Seconds(), sv.MemoryBytes>>20))
 				}
+				var o []string
+				for _, x := range st.Services {
+					if x.Name != name {
+						o = append(o, strconv.FormatUint(x.MemoryBytes, 10))
+					}
+				}
+				if j := strings.Join(o, ","); j != lastOthers {
+					lastOthers = j
+					others = append(others, fmt.Sprintf("%+.2fs", time.Since(over).Seconds()))
+				}
 			}
 			return pred(st, err)
 		}
@@ -529,7 +541,8 @@ func (s *soak) leak(f *Fault, pre snapshot, name string) bool {
 	b := s.bounds[kindLeak]
 	s.detect(f, over, b, track(notReadyOrNew(name, pid0, t0)))
 	if f.Detection > b.detect.Seconds() {
-		f.problem("the tree's memory in the agent's status, from the crossing: %s", strings.Join(timeline, ", "))
+		f.problem("the tree's memory in the agent's status, from the crossing: %s; the other services' figures changed at %s",
+			strings.Join(timeline, ", "), strings.Join(others, " "))
 	}
 	if !s.recoverFrom(f, over, b, track(readyAgain(name, pid0))) {
 		return false
