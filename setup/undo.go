@@ -246,35 +246,7 @@ func removeLeftovers(op journal.Op) error {
 // is the recorded leader's pid and that started no earlier than the leader (the leader
 // itself may be gone while its children still write into the tree).
 func killGroup(op journal.Op) {
-	if op.PID <= 1 || op.StartTime == 0 {
-		return
+	if op.StartTime != 0 {
+		procfs.KillGroup(op.PID, op.StartTime)
 	}
-	for i := 0; i < 100; i++ {
-		left := groupMembers(op.PID, op.StartTime)
-		if len(left) == 0 {
-			return
-		}
-		for _, pid := range left {
-			syscall.Kill(pid, syscall.SIGKILL)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// groupMembers lists live (non-zombie) processes in process group pgid started at or after
-// notBefore.
-func groupMembers(pgid int, notBefore uint64) []int {
-	entries, _ := os.ReadDir("/proc")
-	var out []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		st, ok := procfs.ReadStat(pid)
-		if ok && st.PGRP == pgid && st.StartTime >= notBefore && st.State != "Z" {
-			out = append(out, pid)
-		}
-	}
-	return out
 }

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/livinity/livinity-agent/internal/procfs"
 	"github.com/livinity/livinity-agent/setup"
 	"github.com/livinity/livinity-agent/setup/config"
 	"github.com/livinity/livinity-agent/supervisor/pm2"
@@ -48,8 +49,11 @@ type service struct {
 
 	id, pid     int
 	pm2Status   string
-	baseline    int // PM2's restart_time when first seen (-1 before)
-	accounted   int // restarts attributed since baseline
+	baseline    int       // PM2's restart_time when first seen (-1 before)
+	accounted   int       // restarts attributed since baseline
+	maxSeen     int       // the highest restart_time seen: older lists are stale
+	created     time.Time // PM2's created_at of the app: a new one means it was re-created
+	startTick   uint64    // the current instance's start time (/proc), to end its group
 	expect      string
 	crashed     bool // an unexpected exit awaits PM2's restart
 	stopping    bool // PM2 is stopping the instance on someone's request
@@ -149,6 +153,7 @@ func (s *service) handle(ctx context.Context, m msg) {
 
 // onProcess reconciles with PM2's record of the app.
 func (s *service) onProcess(ctx context.Context, p pm2.Process) {
+	s.account(p)
 	s.id = p.ID
 	s.pm2Status = string(p.Status)
 	if p.Status == pm2.StatusOnline {
@@ -156,7 +161,6 @@ func (s *service) onProcess(ctx context.Context, p pm2.Process) {
 	} else {
 		s.curPID.Store(0)
 	}
-	s.account(p.RestartTime)
 	s.update(func(sv *state.Service) {
 		sv.PM2Status, sv.PM2Restarts = string(p.Status), p.RestartTime
 		if p.Status == pm2.StatusOnline {
@@ -193,14 +197,19 @@ func (s *service) onProcess(ctx context.Context, p pm2.Process) {
 }
 
 // account attributes PM2 restarts that no event explained (PM2's own max_memory_restart,
-// a reload) to reason pm2, once events have had time to arrive.
-func (s *service) account(restartTime int) {
-	if s.baseline < 0 || restartTime < s.baseline+s.accounted {
-		// first sight, or the app was re-created: count from here
-		s.baseline, s.accounted = restartTime, 0
+// a reload) to reason pm2, once events have had time to arrive. A list older than what the
+// service already saw (it queued behind events) is not evidence of anything.
+func (s *service) account(p pm2.Process) {
+	recreated := s.baseline >= 0 && (p.ID != s.id || p.RestartTime < s.maxSeen && !p.CreatedAt.Equal(s.created))
+	if s.baseline < 0 || recreated {
+		s.baseline, s.accounted, s.maxSeen, s.created = p.RestartTime, 0, p.RestartTime, p.CreatedAt
 		return
 	}
-	if extra := restartTime - s.baseline - s.accounted; extra > 0 && s.expect == "" && !s.crashed &&
+	if p.RestartTime < s.maxSeen {
+		return // stale
+	}
+	s.maxSeen = p.RestartTime
+	if extra := p.RestartTime - s.baseline - s.accounted; extra > 0 && s.expect == "" && !s.crashed &&
 		s.now().Sub(s.lastEvent) > 2*time.Second {
 		s.count(state.ReasonPM2, extra)
 	}
@@ -220,6 +229,7 @@ func (s *service) onEvent(ctx context.Context, e pm2.Event) {
 	case pm2.EventExit:
 		s.online.Store(false)
 		s.holdAll()
+		s.endInstance()
 		if s.lostDaemon {
 			return
 		}
@@ -256,11 +266,33 @@ func (s *service) onEvent(ctx context.Context, e pm2.Event) {
 	}
 }
 
+// endInstance ends what is left of the instance that exited. PM2 starts each app in its
+// own process group (pgid = the instance's pid) but signals only the main pid: a wrapper's
+// child (tsx runs the real app as one) outlives a SIGKILL of the wrapper and keeps the
+// port, so that every new instance fails to listen.
+func (s *service) endInstance() {
+	pid := int(s.curPID.Load())
+	if pid <= 0 && s.pid > 0 {
+		pid = s.pid
+	}
+	if pid <= 0 {
+		return
+	}
+	if left := procfs.GroupMembers(pid, s.startTick); len(left) > 0 {
+		s.log.Warn("ending processes the exited instance left running", "service", s.name, "pid", pid, "processes", len(left))
+		procfs.KillGroup(pid, s.startTick)
+	}
+	s.curPID.Store(0)
+}
+
 // instanceUp starts watching a new instance: startup probe first, then liveness and
 // readiness. A pid of -1 means "new, pid not known yet" (an online event carries none).
 // A crash or a lost daemon that preceded it is counted now, when the restart happened.
 func (s *service) instanceUp(pid int) {
 	s.tree.Store(nil)
+	if pid > 0 {
+		s.startTick = procfs.StartTime(pid)
+	}
 	if pid > 0 && s.pid == -1 {
 		s.pid = pid // the pid of the instance the online event announced
 		return

@@ -7,6 +7,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
+	"time"
 )
 
 // Stat is the part of /proc/PID/stat the agent uses.
@@ -47,4 +49,42 @@ func StartTime(pid int) uint64 {
 func Alive(pid int, start uint64) bool {
 	st, ok := ReadStat(pid)
 	return ok && st.StartTime == start && st.State != "Z"
+}
+
+// GroupMembers lists the live (non-zombie) processes of process group pgid that started at
+// or after notBefore (clock ticks since boot; 0 for any).
+func GroupMembers(pgid int, notBefore uint64) []int {
+	entries, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		st, ok := ReadStat(pid)
+		if ok && st.PGRP == pgid && st.StartTime >= notBefore && st.State != "Z" {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// KillGroup sends SIGKILL to what is left of process group pgid (members started at or
+// after notBefore) until none is left, for at most about two seconds. The group's leader
+// may be gone while its children live on: they are what this is for. A pgid whose members
+// are all gone cannot have been reused, so no other process is hit.
+func KillGroup(pgid int, notBefore uint64) {
+	if pgid <= 1 {
+		return
+	}
+	for i := 0; i < 100; i++ {
+		left := GroupMembers(pgid, notBefore)
+		if len(left) == 0 {
+			return
+		}
+		for _, pid := range left {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

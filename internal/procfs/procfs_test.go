@@ -3,7 +3,11 @@ package procfs
 import (
 	"os"
 	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func TestReadStatOfSelfAndAChild(t *testing.T) {
@@ -27,5 +31,32 @@ func TestReadStatOfSelfAndAChild(t *testing.T) {
 	}
 	if _, ok := ReadStat(pid); ok {
 		t.Fatal("stat of a reaped child")
+	}
+}
+
+// TestKillGroupEndsOrphanedChildren: a group whose leader is gone still has its child; the
+// child is found by its group and killed.
+func TestKillGroupEndsOrphanedChildren(t *testing.T) {
+	cmd := exec.Command("sh", "-c", "sleep 60 >/dev/null 2>&1 & echo $!; exit 0")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	leader := cmd.Process.Pid
+	child, _ := strconv.Atoi(strings.TrimSpace(string(out)))
+	start := StartTime(child)
+	if !Alive(child, start) {
+		t.Fatal("the child is not running")
+	}
+	if got := GroupMembers(leader, 0); len(got) != 1 || got[0] != child {
+		t.Fatalf("members of group %d = %v, want [%d]", leader, got, child)
+	}
+	KillGroup(leader, 0)
+	for i := 0; i < 100 && Alive(child, start); i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if Alive(child, start) {
+		t.Fatal("the orphaned child survived KillGroup")
 	}
 }
