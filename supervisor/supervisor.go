@@ -264,23 +264,23 @@ func (s *Supervisor) dispatch(ctx context.Context, name string, m msg) {
 	}
 }
 
-// fullMemoryEvery is how often a service's whole tree is measured afresh (a scan of /proc
-// for new children, and PSS from smaps_rollup) while its cheap RSS stays under the limit.
+// fullMemoryEvery is how often a service's PSS is measured (smaps_rollup, about a hundred
+// times the cost of statm) while its RSS stays under the limit and steady.
 const fullMemoryEvery = 10 * time.Second
 
-// sample is a service's last full measurement.
+// sample is a service's last PSS measurement.
 type sample struct {
 	usage proctree.Usage
 	pid   int
+	rss   uint64 // the tree's RSS at the time
 	at    time.Time
 }
 
-// sampleMemory checks every service's memory once per (shortest) probe period. Most
-// periods cost one statm read per process of the known trees: RSS under the limit proves
-// the PSS is under it. A full measurement — one scan of /proc for the tree, PSS from
-// smaps_rollup — is taken for a new instance, when the RSS is over the limit (so that a
-// restart is decided on PSS), and every fullMemoryEvery (so that a new child process is
-// found within that time).
+// sampleMemory checks every service's memory once per (shortest) probe period: one scan
+// of /proc finds each tree (a new child is seen at once) and statm gives its RSS. PSS,
+// what is reported and what a restart is decided on, is measured when the RSS is over the
+// limit (PSS is never above RSS, so under it nothing can be over), when the RSS moved by
+// a tenth, for a new instance, and every fullMemoryEvery.
 func (s *Supervisor) sampleMemory(ctx context.Context) error {
 	t := s.opts.Clock.NewTicker(s.memEvery)
 	defer t.Stop()
@@ -299,40 +299,47 @@ func (s *Supervisor) sampleMemory(ctx context.Context) error {
 			pids[k] = v
 		}
 		s.mu.Unlock()
-		var table *proctree.Table
-		for name, in := range pids {
-			prev, ok := last[name]
-			full := !ok || prev.pid != in.pid || time.Since(prev.at) >= fullMemoryEvery
-			if !full {
-				rss, alive := s.sampler.RSS(prev.usage.PIDs)
-				full = len(alive) == 0 || rss > s.byName[name].set.MemoryLimitBytes
-			}
-			if !full {
-				u := prev.usage
-				s.dispatch(ctx, name, msg{mem: &u})
-				continue
-			}
-			if table == nil {
-				var err error
-				if table, err = s.sampler.Scan(); err != nil {
-					s.log.Warn("cannot scan /proc for memory", "err", err)
-					break
-				}
-			}
-			u, err := table.Memory(int32(in.pid))
-			if err != nil {
-				delete(last, name)
-				continue // gone since the last list; the bus says what happened
-			}
-			last[name] = sample{usage: u, pid: in.pid, at: time.Now()}
-			s.dispatch(ctx, name, msg{mem: &u})
-		}
 		for name := range last {
 			if _, ok := pids[name]; !ok {
 				delete(last, name)
 			}
 		}
+		if len(pids) == 0 {
+			continue
+		}
+		table, err := s.sampler.Scan()
+		if err != nil {
+			s.log.Warn("cannot scan /proc for memory", "err", err)
+			continue
+		}
+		for name, in := range pids {
+			tree := table.Tree(int32(in.pid))
+			if tree == nil {
+				delete(last, name)
+				continue // gone since the last list; the bus says what happened
+			}
+			rss, _ := s.sampler.RSS(tree)
+			prev, ok := last[name]
+			if ok && prev.pid == in.pid && time.Since(prev.at) < fullMemoryEvery &&
+				rss <= s.byName[name].set.MemoryLimitBytes && !movedByATenth(prev.rss, rss) {
+				u := prev.usage
+				s.dispatch(ctx, name, msg{mem: &u})
+				continue
+			}
+			u, err := table.Memory(int32(in.pid))
+			if err != nil {
+				delete(last, name)
+				continue
+			}
+			last[name] = sample{usage: u, pid: in.pid, rss: rss, at: time.Now()}
+			s.dispatch(ctx, name, msg{mem: &u})
+		}
 	}
+}
+
+func movedByATenth(a, b uint64) bool {
+	d := max(a, b) - min(a, b)
+	return d*10 > a
 }
 
 // recoverDaemon brings a dead PM2 daemon back: it first ends what is left of the old

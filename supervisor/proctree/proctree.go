@@ -137,14 +137,11 @@ func (s *Sampler) Scan() (*Table, error) {
 	return t, nil
 }
 
-// Memory measures pid and its descendants as the Table knows them; see Sampler.Memory.
-// A process that exited since the Scan is left out; the main pid gone gives ErrNoProcess.
-func (t *Table) Memory(pid int32) (Usage, error) {
-	if err := checkPID(pid); err != nil {
-		return Usage{}, err
-	}
+// Tree lists pid and its descendants as the Table knows them, pid first, then level by
+// level; nil when pid was not present at the Scan.
+func (t *Table) Tree(pid int32) []int32 {
 	if !t.present[pid] {
-		return Usage{}, fmt.Errorf("measure process tree of pid %d: %w", pid, ErrNoProcess)
+		return nil
 	}
 	tree := []int32{pid}
 	seen := map[int32]bool{pid: true}
@@ -155,6 +152,19 @@ func (t *Table) Memory(pid int32) (Usage, error) {
 				tree = append(tree, k)
 			}
 		}
+	}
+	return tree
+}
+
+// Memory measures pid and its descendants as the Table knows them; see Sampler.Memory.
+// A process that exited since the Scan is left out; the main pid gone gives ErrNoProcess.
+func (t *Table) Memory(pid int32) (Usage, error) {
+	if err := checkPID(pid); err != nil {
+		return Usage{}, err
+	}
+	tree := t.Tree(pid)
+	if tree == nil {
+		return Usage{}, fmt.Errorf("measure process tree of pid %d: %w", pid, ErrNoProcess)
 	}
 
 	u := Usage{Kind: KindPSS, PIDs: make([]int32, 0, len(tree))}
@@ -189,12 +199,23 @@ func parsePPID(stat []byte) (int32, bool) {
 	if i < 0 {
 		return 0, false
 	}
-	f := bytes.Fields(stat[i+1:])
-	if len(f) < 2 {
+	// ") S 1234 ...": skip the state field, then read the digits (no allocation: this
+	// runs for every process on the host every period)
+	rest := bytes.TrimLeft(stat[i+1:], " ")
+	j := bytes.IndexByte(rest, ' ')
+	if j < 0 {
 		return 0, false
 	}
-	ppid, err := strconv.ParseInt(string(f[1]), 10, 32)
-	if err != nil {
+	rest = bytes.TrimLeft(rest[j:], " ")
+	var ppid int64
+	n := 0
+	for ; n < len(rest) && rest[n] >= '0' && rest[n] <= '9'; n++ {
+		ppid = ppid*10 + int64(rest[n]-'0')
+		if ppid > 1<<31-1 {
+			return 0, false
+		}
+	}
+	if n == 0 || (n < len(rest) && rest[n] != ' ' && rest[n] != '\n') {
 		return 0, false
 	}
 	return int32(ppid), true
