@@ -45,7 +45,7 @@ section() { echo; echo "=== $* ($(date +%T), $(uptime | sed 's/.*load average/lo
 res() { echo "$1 $2" >>"$work/results"; }
 get() { awk -v k="$1" '$1 == k {print $2}' "$work/results"; }
 
-echo "livinity-agent side-by-side benchmarks, $(date -u +%FT%TZ), commit $(git rev-parse --short HEAD)"
+echo "livinity-agent side-by-side benchmarks, $(date -u +%FT%TZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo "unknown (not a git checkout)")"
 machine_info
 
 part() { [[ $parts == *" $1 "* ]]; }

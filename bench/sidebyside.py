@@ -15,6 +15,7 @@ be taken (a kill never shows, an endpoint never answers).
 import argparse
 import json
 import os
+import random
 import re
 import signal
 import statistics
@@ -102,16 +103,19 @@ def summary(ms):
 
 class Watcher(threading.Thread):
     """Polls url every `every` seconds (the next poll starts `every` after the previous one
-    started, or at once if it took longer) until changed(samples) is true; latency is from
-    t0 to the end of that poll."""
+    started, or at once if it took longer), like a scraper running all along, until
+    changed(samples) is true or timeout seconds have passed. The kill happens while it
+    runs, at a random moment of its cycle; the latency is from the kill to the end of the
+    first poll that shows the change."""
 
-    def __init__(self, url, changed, t0, every, timeout):
+    def __init__(self, url, changed, every, timeout):
         super().__init__(daemon=True)
-        self.url, self.changed, self.t0, self.every, self.timeout = url, changed, t0, every, timeout
-        self.latency, self.polls, self.errors, self.poll_seconds = None, 0, 0, []
+        self.url, self.changed, self.every, self.timeout = url, changed, every, timeout
+        self.seen, self.errors, self.poll_seconds = None, 0, []
 
     def run(self):
-        while time.monotonic() - self.t0 < self.timeout:
+        begin = time.monotonic()
+        while time.monotonic() - begin < self.timeout:
             start = time.monotonic()
             try:
                 samples = scrape(self.url)
@@ -119,10 +123,9 @@ class Watcher(threading.Thread):
                 self.errors += 1
                 samples = None
             end = time.monotonic()
-            self.polls += 1
             self.poll_seconds.append(end - start)
             if samples is not None and self.changed(samples):
-                self.latency = end - self.t0
+                self.seen = end
                 return
             time.sleep(max(0.0, self.every - (time.monotonic() - start)))
 
@@ -139,23 +142,23 @@ def crash(args):
             lambda s: s if s["state"] == "ready" and s["ready"] and s["pid"] not in (0, last_pid)
             and s["uptimeSeconds"] >= 2 else None)(status(cmd, svc)), every=0.2)
         a0, _, _ = agent_view(scrape(args.agent), svc)
-        e0, eup = wait_for("kill %d: the exporter showing %s up" % (i, svc), 30,
+        e0, _ = wait_for("kill %d: the exporter showing %s up" % (i, svc), 30,
                            lambda: (lambda v: v if v[0] is not None and v[1] == 1 else None)(exporter_view(scrape(args.exporter), svc)))
         pid = s["pid"]
+        # shown: a restart counted, PM2 not online, or the agent's state no longer ready
+        aw = Watcher(args.agent, lambda m: (lambda r, up, ready: r > a0 or up == 0 or ready == 0)(*agent_view(m, svc)), args.every, 15)
+        # shown: PM2's restart count up, or not online
+        ew = Watcher(args.exporter, lambda m: (lambda r, up: r is not None and (r > e0 or up == 0))(*exporter_view(m, svc)), args.every, 15)
+        aw.start(), ew.start()
+        time.sleep(random.uniform(2, 3) * args.every)  # both cycles under way, the kill at a random phase
         t0 = time.monotonic()
         os.kill(pid, signal.SIGKILL)
-        # shown: a restart counted, PM2 not online, or the agent's state no longer ready
-        aw = Watcher(args.agent, lambda m: (lambda r, up, ready: r > a0 or up == 0 or ready == 0)(*agent_view(m, svc)), t0, args.every, 15)
-        # shown: PM2's restart count up, or not online
-
-        ew = Watcher(args.exporter, lambda m: (lambda r, up: r is not None and (r > e0 or up == 0))(*exporter_view(m, svc)), t0, args.every, 15)
-        aw.start(), ew.start()
         aw.join(), ew.join()
-        if aw.latency is None or ew.latency is None:
+        if aw.seen is None or ew.seen is None:
             raise SystemExit("kill %d of %s (pid %d): not seen within 15 s: agent %s, exporter %s" % (
-                i, svc, pid, aw.latency, ew.latency))
-        agent_ms.append(aw.latency * 1e3)
-        exp_ms.append(ew.latency * 1e3)
+                i, svc, pid, aw.seen, ew.seen))
+        agent_ms.append((aw.seen - t0) * 1e3)
+        exp_ms.append((ew.seen - t0) * 1e3)
         agent_poll += aw.poll_seconds
         exp_poll += ew.poll_seconds
         errors += aw.errors + ew.errors
