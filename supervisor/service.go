@@ -49,11 +49,10 @@ type service struct {
 
 	id, pid     int
 	pm2Status   string
-	baseline    int       // PM2's restart_time when first seen (-1 before)
-	accounted   int       // restarts attributed since baseline
-	maxSeen     int       // the highest restart_time seen: older lists are stale
-	created     time.Time // PM2's created_at of the app: a new one means it was re-created
-	startTick   uint64    // the current instance's start time (/proc), to end its group
+	baseline    int    // PM2's restart_time when first seen (-1 before)
+	accounted   int    // restarts attributed since baseline
+	maxSeen     int    // the highest restart_time seen: older lists are stale
+	startTick   uint64 // the current instance's start time (/proc), to end its group
 	expect      string
 	crashed     bool // an unexpected exit awaits PM2's restart
 	stopping    bool // PM2 is stopping the instance on someone's request
@@ -141,6 +140,7 @@ func (s *service) handle(ctx context.Context, m msg) {
 	case m.daemonDown:
 		s.online.Store(false)
 		s.curPID.Store(0)
+		s.baseline = -1 // the next daemon counts restarts from scratch
 		s.holdAll()
 		if s.pid != 0 {
 			s.lostDaemon = true
@@ -197,12 +197,13 @@ func (s *service) onProcess(ctx context.Context, p pm2.Process) {
 }
 
 // account attributes PM2 restarts that no event explained (PM2's own max_memory_restart,
-// a reload) to reason pm2, once events have had time to arrive. A list older than what the
-// service already saw (it queued behind events) is not evidence of anything.
+// a reload) to reason pm2, once events have had time to arrive. Counting starts over when
+// the app is new to the agent: first sight, a new pm_id (re-created: PM2 numbers apps
+// anew), or a new daemon (see daemonDown). A list older than what the service already
+// saw (it queued behind events) is not evidence of anything.
 func (s *service) account(p pm2.Process) {
-	recreated := s.baseline >= 0 && (p.ID != s.id || p.RestartTime < s.maxSeen && !p.CreatedAt.Equal(s.created))
-	if s.baseline < 0 || recreated {
-		s.baseline, s.accounted, s.maxSeen, s.created = p.RestartTime, 0, p.RestartTime, p.CreatedAt
+	if s.baseline < 0 || p.ID != s.id {
+		s.baseline, s.accounted, s.maxSeen = p.RestartTime, 0, p.RestartTime
 		return
 	}
 	if p.RestartTime < s.maxSeen {
@@ -215,10 +216,18 @@ func (s *service) account(p pm2.Process) {
 	}
 }
 
+// count records n restarts for reason; they are in PM2's restart_time too.
 func (s *service) count(reason string, n int) {
 	s.accounted += n
+	s.record(reason, n)
+}
+
+// record records n restarts for reason without accounting them against PM2's counter.
+func (s *service) record(reason string, n int) {
 	s.update(func(sv *state.Service) { sv.Restarts[reason] += uint64(n) })
-	s.log.Info("restart counted", "service", s.name, "reason", reason)
+	for range n {
+		s.log.Info("restart counted", "service", s.name, "reason", reason) // one line a restart
+	}
 }
 
 func (s *service) onEvent(ctx context.Context, e pm2.Event) {
@@ -297,7 +306,10 @@ func (s *service) instanceUp(pid int) {
 		s.pid = pid // the pid of the instance the online event announced
 		return
 	}
-	if s.crashed || s.lostDaemon {
+	switch {
+	case s.lostDaemon:
+		s.record(state.ReasonCrash, 1) // started by a new daemon: its restart_time knows nothing of it
+	case s.crashed:
 		s.count(state.ReasonCrash, 1)
 	}
 	s.crashed, s.lostDaemon, s.stopping, s.expect = false, false, false, ""

@@ -228,6 +228,22 @@ func TestPM2DaemonKilled(t *testing.T) {
 	if !f.store.Snapshot().Agent.PM2Connected {
 		t.Error("the agent did not reconnect")
 	}
+	// a restart by the agent under the new daemon (whose restart_time starts again at 0)
+	// is counted once, by its reason, and never again as "pm2" by a later list
+	if err := syscall.Kill(after["nexus-mcp"].PID, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, "a probe restart of nexus-mcp", 20*time.Second, func() bool {
+		return f.service("nexus-mcp").Restarts[state.ReasonProbe] == 1
+	})
+	f.waitPhase("nexus-mcp", state.Ready, 20*time.Second)
+	for end := time.Now().Add(4 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		for _, n := range config.ServiceNames {
+			if r := f.service(n).Restarts; r[state.ReasonPM2] != 0 || r[state.ReasonCrash] != 1 {
+				t.Fatalf("%s restarts = %v; want one crash (the daemon) and no pm2", n, r)
+			}
+		}
+	}
 }
 
 // TestPortTakenByAnotherProcess: while another process holds a service's port, the
