@@ -261,6 +261,8 @@ func TestPortTakenByAnotherProcess(t *testing.T) {
 		l, err = net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", f.cfg.Ports.Livos))
 		return err == nil
 	})
+	// the state may still show the killed instance ready for a few milliseconds
+	testenv.WaitFor(t, "the agent to see livos go", 5*time.Second, func() bool { return !f.service("livos").Ready })
 	held := time.Now()
 	for time.Since(held) < 4*time.Second {
 		if sv := f.service("livos"); sv.Ready {
