@@ -22,10 +22,7 @@ import (
 // completes with every service healthy.
 func TestCrashDuringEveryStep(t *testing.T) {
 	t.Parallel()
-	bin, err := buildAgent()
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := testenv.BuildAgent(t, testenv.ShortTempDir(t))
 	for k, step := range setup.LivOSSteps() {
 		t.Run(step.ID, func(t *testing.T) {
 			t.Parallel()

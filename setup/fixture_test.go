@@ -8,12 +8,10 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -159,34 +157,6 @@ func sameTree(t *testing.T, before, after map[string]string) {
 		}
 		t.Fatalf("tree differs from before the run:\n  %s", strings.Join(diffs, "\n  "))
 	}
-}
-
-// buildAgent builds the livinity-agent binary once per test binary.
-var buildAgent = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "lvbin")
-	if err != nil {
-		return "", err
-	}
-	agentDir = dir
-	bin := filepath.Join(dir, "livinity-agent")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/livinity-agent")
-	cmd.Dir = repoRoot
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build: %v\n%s", err, out)
-	}
-	return bin, nil
-})
-
-var repoRoot, agentDir string
-
-func TestMain(m *testing.M) {
-	wd, _ := os.Getwd()
-	repoRoot = filepath.Dir(wd)
-	code := m.Run()
-	if agentDir != "" {
-		os.RemoveAll(agentDir)
-	}
-	os.Exit(code)
 }
 
 // noProcessesIn fails the test if a process still runs from the tree (its command line

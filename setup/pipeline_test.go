@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/livinity/livinity-agent/internal/testenv"
 	"github.com/livinity/livinity-agent/setup"
 	"github.com/livinity/livinity-agent/setup/config"
 	"github.com/livinity/livinity-agent/setup/envfile"
@@ -158,7 +159,7 @@ func TestPathsWithQuotesSpacesAndSubstitutions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, dir := range []string{f.livos(), f.nexus(), os.TempDir(), repoRoot} {
+	for _, dir := range []string{f.livos(), f.nexus(), os.TempDir(), testenv.Root(t)} {
 		if _, err := os.Stat(filepath.Join(dir, "PWNED")); err == nil {
 			t.Errorf("a shell ran a substitution from the path: %s/PWNED exists", dir)
 		}

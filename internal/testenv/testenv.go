@@ -161,3 +161,19 @@ func WaitFor(t testing.TB, what string, timeout time.Duration, cond func() bool)
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// BuildAgent builds the livinity-agent binary into dir (created if needed) and returns its
+// path; the Go build cache makes a second build cheap.
+func BuildAgent(t testing.TB, dir string) string {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "livinity-agent")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/livinity-agent")
+	cmd.Dir = Root(t)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("testenv: build the agent: %v\n%s", err, out)
+	}
+	return bin
+}

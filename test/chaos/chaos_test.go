@@ -14,7 +14,6 @@ import (
 	"math/big"
 	mrand "math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -97,18 +96,12 @@ func loadSettings(t *testing.T) settings {
 func TestChaosSoak(t *testing.T) {
 	set := loadSettings(t)
 	testStart := time.Now()
-	root := testenv.Root(t)
 	path := testenv.PATH(t)
 	pm2Bin := filepath.Join(testenv.ToolsBin(t), "pm2")
 	testenv.Require(t, "node", "npm", "python3")
 
 	base := testenv.ShortTempDir(t)
-	agentBin := filepath.Join(base, "livinity-agent")
-	build := exec.Command("go", "build", "-o", agentBin, "./cmd/livinity-agent")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build the agent: %v\n%s", err, out)
-	}
+	agentBin := testenv.BuildAgent(t, base)
 	tree := filepath.Join(base, "tree")
 	if err := demo.Extract(tree); err != nil {
 		t.Fatal(err)

@@ -34,12 +34,7 @@ func TestPrometheusScrapesAgent(t *testing.T) {
 	testenv.Require(t, "node", "npm", "python3")
 
 	base := testenv.ShortTempDir(t)
-	agentBin := filepath.Join(base, "livinity-agent")
-	build := exec.Command("go", "build", "-o", agentBin, "./cmd/livinity-agent")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build the agent: %v\n%s", err, out)
-	}
+	agentBin := testenv.BuildAgent(t, base)
 
 	tree := filepath.Join(base, "tree")
 	if err := demo.Extract(tree); err != nil {

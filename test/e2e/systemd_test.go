@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -39,16 +38,11 @@ const (
 // The sandbox shares the host's network (HostNet): the pipeline's pnpm and npm installs
 // reach the npm registry; every port is a free one.
 func TestSystemdUnit(t *testing.T) {
-	root := testenv.Root(t)
 	tools := testenv.ToolsBin(t)
 	testenv.Require(t, "node", "npm", "python3", "go")
 
 	host := testenv.ShortTempDir(t)
-	build := exec.Command("go", "build", "-o", filepath.Join(host, "livinity-agent"), "./cmd/livinity-agent")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build the agent: %v\n%s", err, out)
-	}
+	testenv.BuildAgent(t, host)
 	if err := demo.Extract(filepath.Join(host, "tree")); err != nil {
 		t.Fatal(err)
 	}
