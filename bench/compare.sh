@@ -148,13 +148,13 @@ fi
 
 section "summary (ratios from this run)"
 machine_info
-r() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b == 0) print "n/a"; else printf "%.1fx", a/b }'; }
+r() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b == 0) print "n/a"; else printf (a/b < 10 ? "%.2fx" : "%.0fx"), a/b }'; }
 printf '%-58s %s\n' \
   "status read, pm2 jlist / native client: wall, CPU" "$(get list_wall)x, $(get list_cpu)x" \
   "crash -> state p50: jlist poller at 1 s / agent (bus)" "$(r "$(get crash_jlist_p50)" "$(get crash_agent_p50)") ($(get crash_jlist_p50) vs $(get crash_agent_p50) ms; agent p99 $(get crash_agent_p99) ms)" \
   "crash -> /metrics p50 (50 ms polls): exporter / agent" "$(r "$ep50" "$ap50") ($ep50 vs $ap50 ms; p99 $ep99 vs $ap99 ms)" \
-  "footprint RSS max: exporter / agent" "$(r "$(get foot_exporter_rss)" "$(get foot_agent_rss)") ($(printf '%.1f vs %.1f MB' "$(get foot_exporter_rss)" "$(get foot_agent_rss)"))" \
-  "footprint CPU: exporter (scraped 1/s) / agent" "$(r "$(get foot_exporter_cpu)" "$(get foot_agent_cpu)") ($(printf '%.3f vs %.3f %% of a core' "$(get foot_exporter_cpu)" "$(get foot_agent_cpu)"))" \
+  "footprint RSS max: exporter / agent" "$(r "$(get foot_exporter_rss)" "$(get foot_agent_rss)") ($(get foot_exporter_rss) vs $(get foot_agent_rss) MB)" \
+  "footprint CPU: agent / exporter (scraped 1/s)" "$(r "$(get foot_agent_cpu)" "$(get foot_exporter_cpu)") ($(get foot_agent_cpu) vs $(get foot_exporter_cpu) % of a core)" \
   "memory of a tree holding 300 MiB, reported / PSS truth" "agent $magent, PM2 $mpm2, exporter $mexp (truth $truth MiB)" \
   "setup: parallel / sequential first run" "$(get setup_par_seq)" \
   "setup: no-op re-run / first run" "$(get setup_noop_first) ($(get setup_noop_s) s)"
