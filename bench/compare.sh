@@ -148,7 +148,7 @@ fi
 
 section "summary (ratios from this run)"
 machine_info
-r() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b == 0) print "n/a"; else printf (a/b < 10 ? "%.2fx" : "%.0fx"), a/b }'; }
+r() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b + 0 == 0) print "n/a"; else printf (a/b < 10 ? "%.2fx" : "%.0fx"), a/b }'; }
 printf '%-58s %s\n' \
   "status read, pm2 jlist / native client: wall, CPU" "$(get list_wall)x, $(get list_cpu)x" \
   "crash -> state p50: jlist poller at 1 s / agent (bus)" "$(r "$(get crash_jlist_p50)" "$(get crash_agent_p50)") ($(get crash_jlist_p50) vs $(get crash_agent_p50) ms; agent p99 $(get crash_agent_p99) ms)" \
