@@ -42,10 +42,11 @@ type service struct {
 	clock    probe.Clock
 	now      func() time.Time
 
-	online  atomic.Bool             // PM2 says online; read by the process probe
-	curPID  atomic.Int32            // the instance's pid (0 unknown); read by the probes
-	tree    atomic.Pointer[[]int32] // its process tree at the last memory sample
-	sampler *proctree.Sampler
+	online   atomic.Bool             // PM2 says online; read by the process probe
+	curPID   atomic.Int32            // the instance's pid (0 unknown); read by the probes
+	ownerPID atomic.Int32            // the instance last seen holding its port
+	tree     atomic.Pointer[[]int32] // its process tree at the last memory sample
+	sampler  *proctree.Sampler
 
 	id, pid     int
 	pm2Status   string
@@ -373,13 +374,28 @@ func (s *service) ensureWorkers() bool {
 // ownsPort reports whether the service's process tree holds the listening socket on port:
 // first with the tree of the last memory sample, then, if that does not show it (a new
 // instance, a child that started since), with the tree measured now.
+//
+// Once an instance was seen holding its port, that is remembered until the instance is
+// gone: no other process can take a port while it is held, and reading /proc/net/tcp on
+// every probe cost milliseconds each on hosts with large connection tables.
 func (s *service) ownsPort(ctx context.Context, port int) (bool, error) {
+	pid := s.curPID.Load()
+	if pid > 0 && s.ownerPID.Load() == pid {
+		return true, nil
+	}
+	ok, err := s.checkOwner(port, pid)
+	if ok && pid > 0 {
+		s.ownerPID.Store(pid)
+	}
+	return ok, err
+}
+
+func (s *service) checkOwner(port int, pid int32) (bool, error) {
 	if t := s.tree.Load(); t != nil {
 		if ok, err := s.sampler.PortOwned(port, *t); ok || err != nil {
 			return ok, err
 		}
 	}
-	pid := s.curPID.Load()
 	if pid <= 0 {
 		return false, nil
 	}
