@@ -130,7 +130,7 @@ func appTrees(ctx context.Context, pm PM2, op journal.Op) map[int]uint64 {
 	if err != nil {
 		return nil
 	}
-	table, err := proctree.NewSampler("").Scan()
+	table, err := proctree.NewSampler("").ScanAll()
 	if err != nil {
 		return nil
 	}

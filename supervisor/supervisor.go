@@ -368,7 +368,7 @@ func (s *Supervisor) killOrphans() {
 	pids := s.pids
 	s.pids = map[string]instance{}
 	s.mu.Unlock()
-	table, err := s.sampler.Scan()
+	table, err := s.sampler.ScanAll()
 	if err != nil {
 		return
 	}

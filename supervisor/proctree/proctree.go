@@ -25,6 +25,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"sync"
 	"syscall"
 )
 
@@ -52,6 +53,10 @@ type Usage struct {
 // calls and may be used from several goroutines; so may a Table.
 type Sampler struct {
 	root string
+
+	mu    sync.Mutex
+	ppids map[int32]int32 // parent of each pid at the last Scan
+	scans int
 }
 
 // NewSampler returns a Sampler reading procRoot ("" means /proc); tests pass a fixture
@@ -98,9 +103,20 @@ type Table struct {
 	present  map[int32]bool
 }
 
-// Scan reads <root>/*/stat once. It costs one small read per process on the host, the
-// bulk of a Memory call.
-func (s *Sampler) Scan() (*Table, error) {
+// fullScanEvery: every this many Scans, every process's stat is read again.
+const fullScanEvery = 10
+
+// Scan lists the processes and their parents. A Sampler remembers the parents it read:
+// a Scan reads the stat file only of pids it has not seen (and, every fullScanEvery-th
+// time, of all), so that a Scan per second costs one directory listing and a few reads.
+func (s *Sampler) Scan() (*Table, error) { return s.scan(false) }
+
+// ScanAll is a Scan that reads every process's stat file: for decisions that must not rest
+// on a remembered parent (a pid reused since would be taken for a child), such as which
+// processes to kill.
+func (s *Sampler) ScanAll() (*Table, error) { return s.scan(true) }
+
+func (s *Sampler) scan(all bool) (*Table, error) {
 	d, err := os.Open(s.root)
 	if err != nil {
 		return nil, fmt.Errorf("measure process tree: list processes: %w", err)
@@ -111,26 +127,39 @@ func (s *Sampler) Scan() (*Table, error) {
 		return nil, fmt.Errorf("measure process tree: list processes in %s: %w", s.root, err)
 	}
 	t := &Table{s: s, children: make(map[int32][]int32), present: make(map[int32]bool, len(names))}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// a process keeps its parent until that parent dies (then it is reparented and no
+	// longer in any service's tree anyway): only new pids need their stat read, and every
+	// fullScanEvery-th scan reads all of them again
+	full := all || s.scans%fullScanEvery == 0
+	s.scans++
+	ppids := make(map[int32]int32, len(names))
 	buf := make([]byte, 1024)
 	for _, name := range names {
 		if name == "" || name[0] < '0' || name[0] > '9' {
 			continue
 		}
-		p, err := strconv.ParseInt(name, 10, 32)
+		p64, err := strconv.ParseInt(name, 10, 32)
 		if err != nil {
 			continue
 		}
-		n, err := readFile(filepath.Join(s.root, name, "stat"), buf)
-		if err != nil {
-			continue // exited since the listing
+		p := int32(p64)
+		ppid, ok := s.ppids[p]
+		if full || !ok {
+			n, err := readFile(filepath.Join(s.root, name, "stat"), buf)
+			if err != nil {
+				continue // exited since the listing
+			}
+			if ppid, ok = parsePPID(buf[:n]); !ok {
+				continue
+			}
 		}
-		ppid, ok := parsePPID(buf[:n])
-		if !ok {
-			continue
-		}
-		t.present[int32(p)] = true
-		t.children[ppid] = append(t.children[ppid], int32(p))
+		ppids[p] = ppid
+		t.present[p] = true
+		t.children[ppid] = append(t.children[ppid], p)
 	}
+	s.ppids = ppids
 	for _, kids := range t.children {
 		slices.Sort(kids)
 	}

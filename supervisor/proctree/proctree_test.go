@@ -363,3 +363,29 @@ func TestRSSOfLiveAndGonePids(t *testing.T) {
 		t.Fatalf("statm RSS %d vs tree %s %d", rss, u.Kind, u.Bytes)
 	}
 }
+
+// TestScanRemembersParentsAndFindsNewChildren: a later Scan reuses the parents it read but
+// still sees a child started since.
+func TestScanRemembersParentsAndFindsNewChildren(t *testing.T) {
+	s := NewSampler("")
+	self := int32(os.Getpid())
+	if _, err := s.Scan(); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	table, err := s.Scan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tree := table.Tree(self); !slices.Contains(tree, int32(cmd.Process.Pid)) {
+		t.Fatalf("tree %v lacks the new child %d", tree, cmd.Process.Pid)
+	}
+	all, err := s.ScanAll()
+	if err != nil || !slices.Contains(all.Tree(self), int32(cmd.Process.Pid)) {
+		t.Fatalf("ScanAll: %v, %v", all, err)
+	}
+}
