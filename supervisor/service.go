@@ -102,7 +102,7 @@ func (s *service) run(ctx context.Context) error {
 }
 
 func (s *service) snapshot() state.Service {
-	sv, _ := s.store.Snapshot().Service(s.name)
+	sv, _ := s.store.Service(s.name)
 	return sv
 }
 

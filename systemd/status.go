@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"os"
 	"strings"
 	"time"
 
@@ -19,6 +20,9 @@ const statusRefresh = time.Second
 // own (a backoff counting down). An unchanged line is not sent again. Under systemd a
 // failed send is returned; without systemd RunStatus only waits for ctx.
 func (n *Notifier) RunStatus(ctx context.Context, store *state.Store) error {
+	if os.Getenv("NOTIFY_SOCKET") == "" {
+		return nil // not under systemd: nobody to tell
+	}
 	changes, cancel := store.Subscribe()
 	defer cancel()
 	t := time.NewTicker(statusRefresh)

@@ -24,6 +24,16 @@ const userAgent = "livinity-agent-probe"
 // so a health endpoint cannot send the probe off the loopback host. Keep-alive is off and
 // every check uses its own transport, so a hung server cannot pin a connection across
 // checks. No proxy is used, whatever the environment says.
+// probeTransport serves every http check. Keep-alive is off, so it holds no connection
+// between checks: a hung server cannot pin one, and each check's context ends its own.
+var probeTransport = &http.Transport{
+	Proxy:                  nil,
+	DialContext:            (&net.Dialer{}).DialContext,
+	DisableKeepAlives:      true,
+	DisableCompression:     true,
+	MaxResponseHeaderBytes: MaxBodyBytes,
+}
+
 func probeHTTP(ctx context.Context, s Spec, _ OnlineFunc) (Outcome, string) {
 	path := s.Path
 	if path == "" {
@@ -43,16 +53,8 @@ func probeHTTP(ctx context.Context, s Spec, _ OnlineFunc) (Outcome, string) {
 	}
 	req.Header.Set("User-Agent", userAgent)
 
-	transport := &http.Transport{
-		Proxy:                  nil,
-		DialContext:            (&net.Dialer{}).DialContext,
-		DisableKeepAlives:      true,
-		DisableCompression:     true,
-		MaxResponseHeaderBytes: MaxBodyBytes,
-	}
-	defer transport.CloseIdleConnections()
 	client := &http.Client{
-		Transport:     transport,
+		Transport:     probeTransport,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 

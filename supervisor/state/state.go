@@ -214,6 +214,19 @@ func (s *Store) Snapshot() Snapshot {
 	return out
 }
 
+// Service returns a copy of one service's state (cheaper than a Snapshot of all).
+func (s *Store) Service(name string) (Service, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	i, ok := s.index[name]
+	if !ok {
+		return Service{}, false
+	}
+	sv := s.svcs[i]
+	sv.Restarts = maps.Clone(sv.Restarts)
+	return sv, true
+}
+
 // Subscribe returns a channel of changes. Slow subscribers lose notifications rather than
 // block the supervisor (each channel buffers 64); call Snapshot for the truth. cancel
 // unsubscribes and closes the channel.
