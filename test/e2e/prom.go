@@ -226,6 +226,13 @@ func (p *Prometheus) Scalar(q string) (v float64, ok bool, err error) {
 // explanation when timeout passes.
 func (p *Prometheus) WaitFor(what string, timeout time.Duration, cond func() (bool, string)) {
 	p.t.Helper()
+	Poll(p.t, what, timeout, cond)
+}
+
+// Poll calls cond every 250 ms until it holds; after timeout it fails the test with what it
+// waited for and cond's last explanation.
+func Poll(t testing.TB, what string, timeout time.Duration, cond func() (bool, string)) {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
 		ok, why := cond()
@@ -233,7 +240,7 @@ func (p *Prometheus) WaitFor(what string, timeout time.Duration, cond func() (bo
 			return
 		}
 		if time.Now().After(deadline) {
-			p.t.Fatalf("timed out after %v waiting for %s: %s", timeout, what, why)
+			t.Fatalf("timed out after %v waiting for %s: %s", timeout, what, why)
 		}
 		time.Sleep(250 * time.Millisecond)
 	}

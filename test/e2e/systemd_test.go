@@ -264,17 +264,7 @@ func (sb *sandboxT) propInt(name string) int64 {
 // timeout.
 func (sb *sandboxT) poll(what string, timeout time.Duration, cond func() (bool, string)) {
 	sb.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, why := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			sb.t.Fatalf("%s: not within %v: %s", what, timeout, why)
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
+	Poll(sb.t, what, timeout, cond)
 }
 
 func (sb *sandboxT) waitProp(name, want string, timeout time.Duration) {
