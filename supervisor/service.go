@@ -358,7 +358,11 @@ func (s *service) ensureWorkers() bool {
 		w.Hold()
 		return w
 	}
-	st, lv, rd := start(probe.Startup, s.set.Startup), start(probe.Liveness, s.set.Liveness), start(probe.Readiness, s.set.Readiness)
+	st := start(probe.Startup, s.set.Startup)
+	// liveness and readiness run the same check: a result less than half the shorter
+	// period old serves both
+	check = probe.Shared(check, min(s.set.Liveness.Period(), s.set.Readiness.Period())/2)
+	lv, rd := start(probe.Liveness, s.set.Liveness), start(probe.Readiness, s.set.Readiness)
 	if st == nil || lv == nil || rd == nil {
 		for _, w := range []*probe.Worker{st, lv, rd} {
 			if w != nil {
@@ -413,7 +417,7 @@ func probeTiming(t config.Timing) probe.Timing {
 }
 
 func (s *service) onResult(t probe.Type, r probe.Result) {
-	if s.observer != nil && r.Outcome != probe.Error {
+	if s.observer != nil && r.Outcome != probe.Error && !r.Reused {
 		s.observer.ObserveProbe(s.name, t.String(), r.Duration, r.Outcome != probe.Success)
 	}
 	pr := state.ProbeResult{Type: t.String(), OK: r.Outcome == probe.Success, Outcome: r.Outcome.String(),

@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -91,6 +92,8 @@ type Result struct {
 	Detail string
 	// At is when the check started.
 	At time.Time
+	// Reused is set when Shared handed out another caller's recent result.
+	Reused bool
 }
 
 // OnlineFunc reports whether the process manager (PM2) says the service is online. It
@@ -267,6 +270,33 @@ func Owned(check CheckFunc, s Spec, owns OwnerFunc) CheckFunc {
 			r.Outcome, r.Detail = Error, sanitize("probe: cannot tell who holds port "+fmt.Sprint(s.Port)+": "+err.Error())
 		case !ok:
 			r.Outcome, r.Detail = Failure, fmt.Sprintf("port %d answers, but not from the service's own processes", s.Port)
+		}
+		return r
+	}
+}
+
+// Shared wraps check so that a result younger than fresh is handed out again instead of
+// checking anew: liveness and readiness probes of one service usually run the same check
+// on the same period, and need not hit the service twice. Errors are never reused. A
+// reused result has Reused set, so that it is not counted twice (metrics).
+func Shared(check CheckFunc, fresh time.Duration) CheckFunc {
+	var (
+		mu   sync.Mutex
+		last Result
+	)
+	return func(ctx context.Context) Result {
+		mu.Lock()
+		r := last
+		mu.Unlock()
+		if r.Outcome != 0 && r.Outcome != Error && time.Since(r.At) < fresh {
+			r.Reused = true
+			return r
+		}
+		r = check(ctx)
+		if r.Outcome != Error {
+			mu.Lock()
+			last = r
+			mu.Unlock()
 		}
 		return r
 	}
