@@ -406,10 +406,7 @@ func (r *runner) commit() error {
 	if err := r.j.MarkCommitted(); err != nil {
 		return err
 	}
-	_, pend, err := journal.Open(r.plan.StateDir)
-	if err == nil && pend != nil {
-		removeBackups(pend.Ops, r.log)
-	}
+	removeBackups(r.j.Ops(), r.log)
 	return r.j.Remove()
 }
 
