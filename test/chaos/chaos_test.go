@@ -20,7 +20,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/livinity/livinity-agent/deploy/demo"
 	"github.com/livinity/livinity-agent/internal/atomicfile"
 	"github.com/livinity/livinity-agent/internal/testenv"
 	"github.com/livinity/livinity-agent/setup/config"
@@ -96,19 +95,9 @@ func loadSettings(t *testing.T) settings {
 func TestChaosSoak(t *testing.T) {
 	set := loadSettings(t)
 	testStart := time.Now()
-	path := testenv.PATH(t)
-	pm2Bin := filepath.Join(testenv.ToolsBin(t), "pm2")
-	testenv.Require(t, "node", "npm", "python3")
-
-	base := testenv.ShortTempDir(t)
-	agentBin := testenv.BuildAgent(t, base)
-	tree := filepath.Join(base, "tree")
-	if err := demo.Extract(tree); err != nil {
-		t.Fatal(err)
-	}
-	pm2Home := testenv.PM2Home(t, pm2Bin)
+	d := e2e.NewDemo(t)
+	path, pm2Bin, base, agentBin, tree, pm2Home, metricsAddr := d.PATH, d.PM2Bin, d.Base, d.Agent, d.Tree, d.PM2Home, d.MetricsAddr
 	cfg, cfgPath := writeConfig(t, base, tree)
-	metricsAddr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
 	prom := e2e.StartPrometheus(t, fmt.Sprintf(`global:
   scrape_interval: 1s
   scrape_timeout: 1s

@@ -8,13 +8,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/livinity/livinity-agent/deploy/demo"
 	"github.com/livinity/livinity-agent/internal/atomicfile"
 	"github.com/livinity/livinity-agent/internal/testenv"
 	"github.com/livinity/livinity-agent/setup/config"
@@ -29,19 +27,8 @@ import (
 // evaluates; stopping the agent drops `up` to 0.
 func TestPrometheusScrapesAgent(t *testing.T) {
 	root := testenv.Root(t)
-	path := testenv.PATH(t)
-	pm2Bin := filepath.Join(testenv.ToolsBin(t), "pm2")
-	testenv.Require(t, "node", "npm", "python3")
-
-	base := testenv.ShortTempDir(t)
-	agentBin := testenv.BuildAgent(t, base)
-
-	tree := filepath.Join(base, "tree")
-	if err := demo.Extract(tree); err != nil {
-		t.Fatal(err)
-	}
-	pm2Home := testenv.PM2Home(t, pm2Bin)
-	metricsAddr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
+	d := NewDemo(t)
+	path, pm2Bin, base, agentBin, tree, pm2Home, metricsAddr := d.PATH, d.PM2Bin, d.Base, d.Agent, d.Tree, d.PM2Home, d.MetricsAddr
 	cfgPath := writeDemoConfig(t, base, tree)
 
 	prom := StartPrometheus(t, fmt.Sprintf(`global:
