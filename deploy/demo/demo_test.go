@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"os/exec"
@@ -21,7 +22,9 @@ import (
 )
 
 // TestDemoTree installs, builds and runs the extracted tree with the real tools, the way the
-// onboarding pipeline does, and checks that every service answers and stops cleanly.
+// onboarding pipeline does, and runs every service the way the real tree's ecosystem file
+// does (working directory, interpreter, script, arguments), with its settings in the
+// process environment. It checks that every service answers and stops cleanly.
 func TestDemoTree(t *testing.T) {
 	env := toolEnv(t)
 	dir := t.TempDir()
@@ -30,48 +33,94 @@ func TestDemoTree(t *testing.T) {
 	}
 	livos := filepath.Join(dir, "livos")
 	nexus := filepath.Join(dir, "nexus")
+	livinityd := filepath.Join(livos, "packages", "livinityd")
+	ui := filepath.Join(livos, "packages", "ui")
+	opt := optSnapshot()
 
-	steps := []struct {
-		dir  string
-		args []string
-	}{
-		{livos, []string{"pnpm", "install", "--frozen-lockfile"}},
-		{livos, []string{"pnpm", "--filter", "@livos/config", "build"}},
-		{livos, []string{"pnpm", "--filter", "@livos/ui", "build"}},
-		{nexus, []string{"npm", "ci", "--no-audit", "--no-fund"}},
-		{nexus, []string{"npm", "run", "build", "--workspace=packages/core"}},
-		{nexus, []string{"npm", "run", "build", "--workspace=packages/worker"}},
-		{nexus, []string{"npm", "run", "build", "--workspace=packages/mcp-server"}},
-		{nexus, []string{"python3", "-m", "venv", "packages/memory/venv"}},
-		{nexus, []string{"packages/memory/venv/bin/pip", "install", "--no-input", "-r", "packages/memory/src/requirements.txt"}},
-	}
-	for _, s := range steps {
+	step := func(dir string, args ...string) {
+		t.Helper()
 		start := time.Now()
-		runStep(t, s.dir, env, s.args...)
-		t.Logf("%s: %s (%v)", filepath.Base(s.dir), strings.Join(s.args, " "), time.Since(start).Round(time.Millisecond))
+		runStep(t, dir, env, args...)
+		t.Logf("%s: %s (%v)", filepath.Base(dir), strings.Join(args, " "), time.Since(start).Round(time.Millisecond))
 	}
-	// The pipeline's link, which lets livinityd serve the built UI.
-	if err := os.Symlink("../ui/dist", filepath.Join(livos, "packages", "livinityd", "ui")); err != nil {
+
+	step(livos, "pnpm", "install", "--frozen-lockfile")
+	// pnpm 9 runs the UI's own postinstall, which writes files no manifest declares.
+	if n := countFiles(t, filepath.Join(ui, "public", "generated-icons")); n == 0 {
+		t.Errorf("pnpm install did not run @livos/ui's postinstall: no files in packages/ui/public/generated-icons")
+	}
+	// tsx is livinityd's dependency, not the workspace root's.
+	if _, err := os.Stat(filepath.Join(livinityd, "node_modules", ".bin", "tsx")); err != nil {
+		t.Errorf("packages/livinityd/node_modules/.bin/tsx: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(livos, "node_modules", ".bin", "tsx")); err == nil {
+		t.Errorf("livos/node_modules/.bin/tsx exists: tsx must be a dependency of packages/livinityd only")
+	}
+	// pnpm copied @nexus/core ("file:../../../nexus/packages/core") into its virtual store
+	// at install time, before core was built: the copy has no dist/.
+	installedCore, err := filepath.EvalSymlinks(filepath.Join(livinityd, "node_modules", "@nexus", "core"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantCore, err := filepath.EvalSymlinks(filepath.Join(livos, filepath.FromSlash(installedCorePath)))
+	if err != nil || installedCore != wantCore {
+		t.Fatalf("livinityd's @nexus/core resolves to %s, want %s (%v)", installedCore, installedCorePath, err)
+	}
+	if _, err := os.Stat(filepath.Join(installedCore, "dist")); err == nil {
+		t.Fatalf("%s/dist exists right after pnpm install", installedCorePath)
+	}
+
+	step(livos, "pnpm", "--filter", "@livos/config", "build")
+	step(livos, "pnpm", "--filter", "@livos/ui", "build")
+	if n := countFiles(t, filepath.Join(ui, "node-compile-cache")); n == 0 {
+		t.Errorf("the UI build left no file in packages/ui/node-compile-cache")
+	}
+	step(nexus, "npm", "ci", "--no-audit", "--no-fund")
+	for _, pkg := range []string{"core", "worker", "mcp-server", "memory"} {
+		step(nexus, "npm", "run", "build", "--workspace=packages/"+pkg)
+	}
+	// Worker and mcp-server carry their own env and fault code, as in the real tree.
+	for _, pkg := range []string{"worker", "mcp-server", "memory"} {
+		files, _ := filepath.Glob(filepath.Join(nexus, "packages", pkg, "dist", "*.js"))
+		for _, f := range files {
+			if b, _ := os.ReadFile(f); importsCore.Match(b) {
+				t.Errorf("%s imports @nexus/core", f)
+			}
+		}
+	}
+
+	livinitydArgs := func(data string, port int) []string {
+		return []string{"node_modules/.bin/tsx", "source/cli.ts", "--data-directory", data, "--port", strconv.Itoa(port)}
+	}
+
+	// Before core's dist/ is copied into the installed copy, livinityd cannot start.
+	out, code := runExit(t, livinityd, env, livinitydArgs(filepath.Join(t.TempDir(), "data"), testenv.FreePort(t))...)
+	if code == 0 || !strings.Contains(out, "ERR_MODULE_NOT_FOUND") || !strings.Contains(out, "@nexus/core/dist/lib.js") {
+		t.Errorf("livinityd before the copy of core's dist: exit %d, output %q; want ERR_MODULE_NOT_FOUND for @nexus/core/dist/lib.js", code, out)
+	}
+	// The pipeline's copy (as upstream's install.sh does) and its link, which lets
+	// livinityd serve the built UI.
+	copyDir(t, filepath.Join(nexus, "packages", "core", "dist"), filepath.Join(installedCore, "dist"))
+	if err := os.Symlink("../ui/dist", filepath.Join(livinityd, "ui")); err != nil {
 		t.Fatal(err)
 	}
 
 	signals := []syscall.Signal{syscall.SIGINT, syscall.SIGTERM}
 
 	t.Run("livinityd", func(t *testing.T) {
-		page, err := os.ReadFile(filepath.Join(livos, "packages", "ui", "src", "index.html"))
+		page, err := os.ReadFile(filepath.Join(ui, "src", "index.html"))
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, sig := range signals {
 			port := testenv.FreePort(t)
 			data := filepath.Join(t.TempDir(), "data")
-			p := start(t, livos, env, "node_modules/.bin/tsx", "packages/livinityd/source/cli.ts",
-				"--data-directory", data, "--port", strconv.Itoa(port))
+			p := start(t, livinityd, env, livinitydArgs(data, port)...)
 			base := fmt.Sprintf("http://127.0.0.1:%d", port)
 			health := p.get(t, base+"/health")
-			var h struct{ Status, Product string }
-			if err := json.Unmarshal(health, &h); err != nil || h.Status != "ok" || h.Product != "LivOS" {
-				t.Errorf("GET /health = %s (%v), want status ok and product LivOS from @livos/config", health, err)
+			var h struct{ Status, Product, NexusCore string }
+			if err := json.Unmarshal(health, &h); err != nil || h.Status != "ok" || h.Product != "LivOS" || h.NexusCore != "0.1.0" {
+				t.Errorf("GET /health = %s (%v), want status ok, product LivOS from @livos/config and nexusCore 0.1.0 from @nexus/core/lib", health, err)
 			}
 			if got := p.get(t, base+"/"); !bytes.Equal(got, page) {
 				t.Errorf("GET / = %q, want the built UI page", got)
@@ -87,34 +136,24 @@ func TestDemoTree(t *testing.T) {
 	t.Run("nexus-core", func(t *testing.T) {
 		for _, sig := range signals {
 			port := testenv.FreePort(t)
-			p := start(t, nexus, append(env, "API_PORT="+strconv.Itoa(port), "JWT_SECRET=demo-secret-in-env"),
+			logs := filepath.Join(t.TempDir(), "logs")
+			p := start(t, nexus, append(env, "API_PORT="+strconv.Itoa(port), "JWT_SECRET=demo-secret-in-env", "NEXUS_LOGS_DIR="+logs),
 				"node", "packages/core/dist/index.js")
 			if got := p.get(t, fmt.Sprintf("http://127.0.0.1:%d/api/health", port)); string(got) != `{"status":"ok"}` {
 				t.Errorf("GET /api/health = %s", got)
 			}
+			p.waitOutput(t, "nexus-core: listening")
 			p.stop(t, sig, "nexus-core: listening")
+			if b, err := os.ReadFile(filepath.Join(logs, "nexus.log")); err != nil || !strings.Contains(string(b), "nexus-core: listening") {
+				t.Errorf("NEXUS_LOGS_DIR/nexus.log: %q, %v; want the start line", b, err)
+			}
 		}
-	})
-
-	t.Run("nexus-core-env-file", func(t *testing.T) {
-		const secret = "s3cret-from-dotenv"
-		envFile := filepath.Join(nexus, ".env")
-		content := "# written by the test\nexport JWT_SECRET=\"" + secret + "\"\n"
-		if err := os.WriteFile(envFile, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { os.Remove(envFile) })
-		port := testenv.FreePort(t)
-		p := start(t, nexus, append(env, "API_PORT="+strconv.Itoa(port)), "node", "packages/core/dist/index.js")
-		p.get(t, fmt.Sprintf("http://127.0.0.1:%d/api/health", port))
-		out := p.stop(t, syscall.SIGTERM, "nexus-core: listening")
-		if strings.Contains(out, secret) {
-			t.Errorf("nexus-core printed JWT_SECRET's value: %q", out)
-		}
+		opt.check(t)
 	})
 
 	t.Run("nexus-core-refuses-to-start", func(t *testing.T) {
 		port := strconv.Itoa(testenv.FreePort(t))
+		logs := filepath.Join(t.TempDir(), "logs")
 		cases := map[string]struct {
 			env  []string
 			want string
@@ -124,10 +163,13 @@ func TestDemoTree(t *testing.T) {
 			"bad API_PORT":  {[]string{"JWT_SECRET=x", "API_PORT=http"}, `API_PORT="http" is not a port number`},
 		}
 		for name, c := range cases {
-			out, code := runExit(t, nexus, append(env, c.env...), "node", "packages/core/dist/index.js")
+			out, code := runExit(t, nexus, append(env, append(c.env, "NEXUS_LOGS_DIR="+logs)...), "node", "packages/core/dist/index.js")
 			if code != 1 || !strings.Contains(out, c.want) {
 				t.Errorf("%s: exit %d, output %q; want exit 1 and %q", name, code, out, c.want)
 			}
+		}
+		if _, err := os.Stat(logs); err == nil {
+			t.Errorf("nexus-core created NEXUS_LOGS_DIR although it refused to start")
 		}
 	})
 
@@ -154,6 +196,73 @@ func TestDemoTree(t *testing.T) {
 		}
 	})
 
+	t.Run("nexus-memory", func(t *testing.T) {
+		const key = "memory-key-in-env"
+		for _, sig := range signals {
+			port := testenv.FreePort(t)
+			data := filepath.Join(t.TempDir(), "memory")
+			p := start(t, nexus, append(env, "MEMORY_PORT="+strconv.Itoa(port), "MEMORY_DATA_DIR="+data, "LIV_API_KEY="+key),
+				"node", "packages/memory/dist/index.js")
+			checkMemory(t, p, port, key)
+			p.stop(t, sig, "nexus-memory: listening")
+			if b, err := os.ReadFile(filepath.Join(data, "memory-state.json")); err != nil || !strings.Contains(string(b), `"port":`+strconv.Itoa(port)) {
+				t.Errorf("MEMORY_DATA_DIR/memory-state.json: %q, %v", b, err)
+			}
+		}
+		// Without LIV_API_KEY the service runs without authentication (as upstream's does):
+		// the agent must give it the key in its environment.
+		port := testenv.FreePort(t)
+		p := start(t, nexus, append(env, "MEMORY_PORT="+strconv.Itoa(port), "MEMORY_DATA_DIR="+t.TempDir()),
+			"node", "packages/memory/dist/index.js")
+		checkMemory(t, p, port, "")
+		p.waitOutput(t, "authentication is disabled")
+		p.stop(t, syscall.SIGTERM, "nexus-memory: listening")
+
+		out, code := runExit(t, nexus, append(env, "MEMORY_PORT=http", "MEMORY_DATA_DIR="+t.TempDir()), "node", "packages/memory/dist/index.js")
+		if code != 1 || !strings.Contains(out, `MEMORY_PORT="http" is not a port number`) {
+			t.Errorf("with MEMORY_PORT=http: exit %d, output %q; want exit 1 naming MEMORY_PORT", code, out)
+		}
+		opt.check(t)
+	})
+
+	// nexus core, worker and mcp read ./.env in their working directory themselves (the
+	// environment wins); nexus-memory never reads it.
+	t.Run("nexus-env-file", func(t *testing.T) {
+		const secret = "s3cret-from-dotenv"
+		corePort, mcpEnvPort, mcpFilePort, memoryPort := testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t)
+		envFile := filepath.Join(nexus, ".env")
+		content := "# written by the test\nexport JWT_SECRET=\"" + secret + "\"\n" +
+			"MCP_PORT=" + strconv.Itoa(mcpFilePort) + "\nWORKER_INTERVAL_MS=20\nLIV_API_KEY=key-in-dotenv\n" +
+			"NEXUS_LOGS_DIR=" + filepath.Join(t.TempDir(), "logs") + "\n"
+		if err := os.WriteFile(envFile, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.Remove(envFile) })
+
+		core := start(t, nexus, append(env, "API_PORT="+strconv.Itoa(corePort)), "node", "packages/core/dist/index.js")
+		core.get(t, fmt.Sprintf("http://127.0.0.1:%d/api/health", corePort))
+		if out := core.stop(t, syscall.SIGTERM, "nexus-core: listening"); strings.Contains(out, secret) {
+			t.Errorf("nexus-core printed JWT_SECRET's value: %q", out)
+		}
+
+		mcp := start(t, nexus, env, "node", "packages/mcp-server/dist/index.js")
+		mcp.get(t, fmt.Sprintf("http://127.0.0.1:%d/health", mcpFilePort))
+		mcp.stop(t, syscall.SIGTERM, "nexus-mcp: listening")
+		mcp = start(t, nexus, append(env, "MCP_PORT="+strconv.Itoa(mcpEnvPort)), "node", "packages/mcp-server/dist/index.js")
+		mcp.get(t, fmt.Sprintf("http://127.0.0.1:%d/health", mcpEnvPort))
+		mcp.stop(t, syscall.SIGTERM, "nexus-mcp: listening")
+
+		worker := start(t, nexus, env, "node", "packages/worker/dist/index.js")
+		worker.waitOutput(t, "nexus-worker: tick 2")
+		worker.stop(t, syscall.SIGTERM, "nexus-worker: started, ticking every 20 ms")
+
+		memory := start(t, nexus, append(env, "MEMORY_PORT="+strconv.Itoa(memoryPort), "MEMORY_DATA_DIR="+t.TempDir()),
+			"node", "packages/memory/dist/index.js")
+		checkMemory(t, memory, memoryPort, "") // LIV_API_KEY from .env is not used
+		memory.stop(t, syscall.SIGTERM, "nexus-memory: listening")
+		opt.check(t)
+	})
+
 	// The chaos soak's fault hook: SIGUSR2 makes a Node service start a child that grows
 	// by leakMiBPerTick every 100 ms; the child ends with its parent.
 	t.Run("leak-hook", func(t *testing.T) {
@@ -161,9 +270,10 @@ func TestDemoTree(t *testing.T) {
 			name, script, startLine string
 			env                     []string
 		}{
-			{"nexus-core", "packages/core/dist/index.js", "nexus-core: listening", []string{"API_PORT=" + strconv.Itoa(testenv.FreePort(t)), "JWT_SECRET=x"}},
+			{"nexus-core", "packages/core/dist/index.js", "nexus-core: listening", []string{"API_PORT=" + strconv.Itoa(testenv.FreePort(t)), "JWT_SECRET=x", "NEXUS_LOGS_DIR=" + t.TempDir()}},
 			{"nexus-worker", "packages/worker/dist/index.js", "nexus-worker: started", nil},
 			{"nexus-mcp", "packages/mcp-server/dist/index.js", "nexus-mcp: listening", []string{"MCP_PORT=" + strconv.Itoa(testenv.FreePort(t))}},
+			{"nexus-memory", "packages/memory/dist/index.js", "nexus-memory: listening", []string{"MEMORY_PORT=" + strconv.Itoa(testenv.FreePort(t)), "MEMORY_DATA_DIR=" + t.TempDir(), "LIV_API_KEY=x"}},
 		}
 		leakLine := regexp.MustCompile(`SIGUSR2 received, child (\d+) leaks 8 MiB every 100 ms`)
 		for _, sv := range services {
@@ -188,21 +298,170 @@ func TestDemoTree(t *testing.T) {
 		}
 	})
 
-	t.Run("nexus-memory", func(t *testing.T) {
-		for _, sig := range signals {
-			port := testenv.FreePort(t)
-			p := start(t, nexus, append(env, "MEMORY_PORT="+strconv.Itoa(port)),
-				"packages/memory/venv/bin/python", "packages/memory/src/server.py")
-			if got := p.get(t, fmt.Sprintf("http://127.0.0.1:%d/health", port)); !strings.Contains(string(got), `"status": "ok"`) {
-				t.Errorf("GET /health = %s", got)
-			}
-			p.stop(t, sig, "nexus-memory: listening")
+	// Nothing of the above touched the tree's own ecosystem file.
+	want, err := FS.ReadFile("livos/ecosystem.config.cjs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(filepath.Join(livos, "ecosystem.config.cjs")); err != nil || !bytes.Equal(got, want) {
+		t.Errorf("livos/ecosystem.config.cjs changed (%v)", err)
+	}
+}
+
+// TestPythonMemoryFixture runs test/fixtures/python-memory/src/server.py, the Python-kind
+// nexus-memory, with python3 and checks the same contract as the demo's TypeScript one.
+func TestPythonMemoryFixture(t *testing.T) {
+	env := toolEnv(t)
+	fixture, err := filepath.Abs(filepath.Join("..", "..", "test", "fixtures", "python-memory"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(filepath.Join(fixture, "src", "requirements.txt")); err != nil || fi.Size() != 0 {
+		t.Errorf("src/requirements.txt must exist and list nothing: %v", err)
+	}
+	opt := optSnapshot()
+	const key = "python-key"
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		port := testenv.FreePort(t)
+		data := filepath.Join(t.TempDir(), "memory")
+		p := start(t, fixture, append(env, "MEMORY_PORT="+strconv.Itoa(port), "MEMORY_DATA_DIR="+data, "LIV_API_KEY="+key),
+			"python3", "src/server.py")
+		checkMemory(t, p, port, key)
+		p.stop(t, sig, "nexus-memory: listening")
+		if b, err := os.ReadFile(filepath.Join(data, "memory-state.json")); err != nil || !strings.Contains(string(b), `"port": `+strconv.Itoa(port)) {
+			t.Errorf("MEMORY_DATA_DIR/memory-state.json: %q, %v", b, err)
 		}
-		out, code := runExit(t, nexus, env, "packages/memory/venv/bin/python", "packages/memory/src/server.py")
-		if code != 1 || !strings.Contains(out, "MEMORY_PORT is not set") {
-			t.Errorf("without MEMORY_PORT: exit %d, output %q; want exit 1 naming MEMORY_PORT", code, out)
+	}
+	port := testenv.FreePort(t)
+	p := start(t, fixture, append(env, "MEMORY_PORT="+strconv.Itoa(port), "MEMORY_DATA_DIR="+t.TempDir()), "python3", "src/server.py")
+	checkMemory(t, p, port, "")
+	p.stop(t, syscall.SIGTERM, "nexus-memory: listening")
+
+	out, code := runExit(t, fixture, append(env, "MEMORY_PORT=http", "MEMORY_DATA_DIR="+t.TempDir()), "python3", "src/server.py")
+	if code != 1 || !strings.Contains(out, "MEMORY_PORT='http' is not a port number") {
+		t.Errorf("with MEMORY_PORT=http: exit %d, output %q; want exit 1 naming MEMORY_PORT", code, out)
+	}
+	opt.check(t)
+}
+
+// importsCore matches a static or dynamic import of @nexus/core in built JavaScript.
+var importsCore = regexp.MustCompile(`(from\s*|import\s*\(\s*|import\s+)["']@nexus/core`)
+
+// installedCorePath is where pnpm puts livinityd's copy of @nexus/core, relative to livos/:
+// packages/livinityd/node_modules/@nexus/core is a symlink to it. Core's built dist/ must
+// be copied to <this>/dist before livinityd can start.
+const installedCorePath = "node_modules/.pnpm/@nexus+core@file+..+nexus+packages+core/node_modules/@nexus/core"
+
+// checkMemory checks a running nexus-memory's HTTP contract. With key set, GET /stats needs
+// the header X-API-Key: key; with key empty, the service must run without authentication.
+func checkMemory(t *testing.T, p *service, port int, key string) {
+	t.Helper()
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	if got := p.get(t, base+"/health"); string(got) != `{"status":"ok"}` {
+		t.Errorf("GET /health = %s, want {\"status\":\"ok\"}", got)
+	}
+	if key == "" {
+		if code, body := request(t, base+"/stats", ""); code != http.StatusOK || body != `{"memories":0}` {
+			t.Errorf("GET /stats without LIV_API_KEY = %d %s, want 200 {\"memories\":0} (no authentication)", code, body)
 		}
+		return
+	}
+	for _, bad := range []string{"", "wrong-" + key} {
+		if code, body := request(t, base+"/stats", bad); code != http.StatusUnauthorized || body != `{"error":"unauthorized"}` {
+			t.Errorf("GET /stats with X-API-Key %q = %d %s, want 401 {\"error\":\"unauthorized\"}", bad, code, body)
+		}
+	}
+	if code, body := request(t, base+"/stats", key); code != http.StatusOK || body != `{"memories":0}` {
+		t.Errorf("GET /stats with the key = %d %s, want 200 {\"memories\":0}", code, body)
+	}
+}
+
+// request sends one GET, with the header X-API-Key unless key is empty, and returns the
+// status and body.
+func request(t *testing.T, url, key string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if key != "" {
+		req.Header.Set("X-API-Key", key)
+	}
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	return resp.StatusCode, string(body)
+}
+
+// optPaths are where the services write when MEMORY_DATA_DIR and NEXUS_LOGS_DIR are unset.
+var optPaths = []string{"/opt/nexus/logs", "/opt/nexus/logs/nexus.log", "/opt/nexus/data/memory", "/opt/nexus/data/memory/memory-state.json"}
+
+type optState map[string]string
+
+// optSnapshot records what exists at optPaths (with size and modification time).
+func optSnapshot() optState {
+	s := optState{}
+	for _, p := range optPaths {
+		if fi, err := os.Stat(p); err == nil {
+			s[p] = fmt.Sprintf("%v %d %v", fi.Mode(), fi.Size(), fi.ModTime().UnixNano())
+		}
+	}
+	return s
+}
+
+// check fails the test if anything at optPaths appeared or changed since the snapshot.
+func (s optState) check(t *testing.T) {
+	t.Helper()
+	now := optSnapshot()
+	for _, p := range optPaths {
+		if now[p] != s[p] {
+			t.Errorf("%s was written (before: %q, now: %q): a service ignored MEMORY_DATA_DIR or NEXUS_LOGS_DIR", p, s[p], now[p])
+		}
+	}
+}
+
+func countFiles(t *testing.T, dir string) int {
+	t.Helper()
+	n := 0
+	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			n++
+		}
+		return nil
 	})
+	return n
+}
+
+// copyDir copies the regular files and directories under src to dst.
+func copyDir(t *testing.T, src, dst string) {
+	t.Helper()
+	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, path)
+		if err != nil {
+			return err
+		}
+		target := filepath.Join(dst, rel)
+		if d.IsDir() {
+			return os.MkdirAll(target, 0o755)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(target, b, 0o644)
+	})
+	if err != nil {
+		t.Fatalf("copy %s to %s: %v", src, dst, err)
+	}
 }
 
 // rssKiB is the resident set of pid in KiB from /proc/<pid>/status; 0 when unreadable.
@@ -227,7 +486,8 @@ func toolEnv(t *testing.T) []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		switch strings.SplitN(kv, "=", 2)[0] {
-		case "PATH", "JWT_SECRET", "API_PORT", "MCP_PORT", "MEMORY_PORT", "WORKER_INTERVAL_MS":
+		case "PATH", "JWT_SECRET", "API_PORT", "MCP_PORT", "MEMORY_PORT", "WORKER_INTERVAL_MS",
+			"LIV_API_KEY", "MEMORY_DATA_DIR", "NEXUS_LOGS_DIR":
 			continue
 		}
 		env = append(env, kv)

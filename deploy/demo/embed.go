@@ -1,6 +1,7 @@
 // Package demo bundles a small, real, LivOS-shaped source tree: a pnpm workspace (livos/)
-// and an npm workspace with a Python service (nexus/). The onboarding pipeline installs,
-// builds and starts it with PM2; it is the README demo's default and the tests' fixture.
+// and an npm workspace of TypeScript services (nexus/), with the real LivOS tree's shapes
+// (see README.md). The onboarding pipeline installs, builds and starts it with PM2; it is
+// the README demo's default and the tests' fixture.
 //
 // Never install or build inside this directory: everything under it is embedded into the
 // binary. Work in a copy made with Extract.

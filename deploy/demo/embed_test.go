@@ -1,6 +1,7 @@
 package demo
 
 import (
+	"encoding/json"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -9,9 +10,13 @@ import (
 )
 
 // TestFSHoldsSourcesOnly guards the binary's size and secrets: build output, installed
-// dependencies, venvs and env files must never be embedded (someone built inside the repo).
+// dependencies, venvs, env files and what install scripts and builds write (the UI's
+// generated icons and compile cache) must never be embedded (someone built inside the repo).
 func TestFSHoldsSourcesOnly(t *testing.T) {
-	forbidden := map[string]bool{"node_modules": true, "dist": true, "venv": true, ".env": true, "data": true, "logs": true}
+	forbidden := map[string]bool{
+		"node_modules": true, "dist": true, "venv": true, ".env": true, "data": true, "logs": true,
+		"generated-icons": true, "node-compile-cache": true,
+	}
 	files := 0
 	err := fs.WalkDir(FS, ".", func(name string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -47,15 +52,26 @@ func TestExtract(t *testing.T) {
 		"livos/package.json",
 		"livos/pnpm-lock.yaml",
 		"livos/pnpm-workspace.yaml",
+		"livos/ecosystem.config.cjs",
 		"livos/packages/config/package.json",
 		"livos/packages/ui/build.mjs",
+		"livos/packages/ui/postinstall.mjs",
+		"livos/packages/ui/public/favicon.svg",
+		"livos/packages/livinityd/package.json",
 		"livos/packages/livinityd/source/cli.ts",
 		"nexus/package.json",
 		"nexus/package-lock.json",
 		"nexus/packages/core/src/index.ts",
+		"nexus/packages/core/src/lib.ts",
 		"nexus/packages/worker/src/index.ts",
+		"nexus/packages/worker/src/env.ts",
+		"nexus/packages/worker/src/fault.ts",
 		"nexus/packages/mcp-server/src/index.ts",
-		"nexus/packages/memory/src/requirements.txt",
+		"nexus/packages/mcp-server/src/env.ts",
+		"nexus/packages/mcp-server/src/fault.ts",
+		"nexus/packages/memory/package.json",
+		"nexus/packages/memory/src/index.ts",
+		"nexus/packages/memory/src/fault.ts",
 	} {
 		want, err := FS.ReadFile(name)
 		if err != nil {
@@ -72,9 +88,9 @@ func TestExtract(t *testing.T) {
 	}
 
 	modes := map[string]os.FileMode{
-		"nexus/packages/memory/src/server.py": 0o755,
-		"livos/package.json":                  0o644,
-		"livos/packages":                      0o755 | os.ModeDir,
+		"livos/packages/ui/postinstall.mjs": 0o755,
+		"livos/package.json":                0o644,
+		"livos/packages":                    0o755 | os.ModeDir,
 	}
 	for name, want := range modes {
 		fi, err := os.Stat(filepath.Join(dst, name))
@@ -94,12 +110,12 @@ func TestExtractOverwritesAndKeepsOthers(t *testing.T) {
 		t.Fatal(err)
 	}
 	pkg := filepath.Join(dst, "livos", "package.json")
-	server := filepath.Join(dst, "nexus", "packages", "memory", "src", "server.py")
+	script := filepath.Join(dst, "livos", "packages", "ui", "postinstall.mjs")
 	extra := filepath.Join(dst, "livos", "node_modules", "kept")
 	if err := os.WriteFile(pkg, []byte("changed"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Chmod(server, 0o600); err != nil {
+	if err := os.Chmod(script, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.MkdirAll(filepath.Dir(extra), 0o755); err != nil {
@@ -119,10 +135,10 @@ func TestExtractOverwritesAndKeepsOthers(t *testing.T) {
 	if got, err := os.ReadFile(pkg); err != nil || string(got) != string(want) {
 		t.Errorf("livos/package.json not restored: %q", got)
 	}
-	if fi, err := os.Stat(server); err != nil {
+	if fi, err := os.Stat(script); err != nil {
 		t.Error(err)
 	} else if fi.Mode()&0o100 == 0 {
-		t.Errorf("server.py exec bit not restored: mode %v", fi.Mode())
+		t.Errorf("postinstall.mjs exec bit not restored: mode %v", fi.Mode())
 	}
 	if _, err := os.Stat(extra); err != nil {
 		t.Errorf("file outside the embedded tree was removed: %v", err)
@@ -137,5 +153,61 @@ func TestExtractReportsFailure(t *testing.T) {
 	err := Extract(filepath.Join(file, "sub"))
 	if err == nil || !strings.Contains(err.Error(), "extract demo tree") {
 		t.Fatalf("Extract under a regular file: err = %v, want an error that says what failed", err)
+	}
+}
+
+// TestFSShapes guards the shapes the real LivOS tree has and the agent's catalog relies on.
+func TestFSShapes(t *testing.T) {
+	for _, gone := range []string{
+		"nexus/packages/memory/src/server.py",
+		"nexus/packages/memory/src/requirements.txt",
+	} {
+		if _, err := FS.Open(gone); err == nil {
+			t.Errorf("embedded FS holds %s: nexus-memory is TypeScript (the Python service is test/fixtures/python-memory)", gone)
+		}
+	}
+	pkg := func(name string) map[string]any {
+		t.Helper()
+		b, err := FS.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		return m
+	}
+	deps := func(m map[string]any, field string) map[string]any {
+		d, _ := m[field].(map[string]any)
+		return d
+	}
+	root := pkg("livos/package.json")
+	if _, ok := deps(root, "devDependencies")["tsx"]; ok {
+		t.Error("livos/package.json depends on tsx: tsx is a dependency of packages/livinityd only")
+	}
+	livinityd := deps(pkg("livos/packages/livinityd/package.json"), "dependencies")
+	if livinityd["tsx"] == nil {
+		t.Error("packages/livinityd does not depend on tsx")
+	}
+	if got := livinityd["@nexus/core"]; got != "file:../../../nexus/packages/core" {
+		t.Errorf("packages/livinityd's @nexus/core dependency = %v, want file:../../../nexus/packages/core", got)
+	}
+	for _, name := range []string{"nexus/packages/worker/package.json", "nexus/packages/mcp-server/package.json", "nexus/packages/memory/package.json"} {
+		m := pkg(name)
+		for _, field := range []string{"dependencies", "devDependencies"} {
+			if _, ok := deps(m, field)["@nexus/core"]; ok {
+				t.Errorf("%s depends on @nexus/core", name)
+			}
+		}
+	}
+	memory := pkg("nexus/packages/memory/package.json")
+	scripts, _ := memory["scripts"].(map[string]any)
+	if memory["name"] != "@nexus/memory" || memory["type"] != "module" || memory["main"] != "dist/index.js" || scripts["build"] != "tsc -p tsconfig.json" {
+		t.Errorf("nexus/packages/memory/package.json = %v", memory)
+	}
+	ui, _ := pkg("livos/packages/ui/package.json")["scripts"].(map[string]any)
+	if ui["postinstall"] == nil {
+		t.Error("@livos/ui has no postinstall script")
 	}
 }

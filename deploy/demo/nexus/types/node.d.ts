@@ -5,6 +5,7 @@ declare module "node:http" {
 	interface IncomingMessage {
 		method?: string;
 		url?: string;
+		headers: Record<string, string | string[] | undefined>;
 	}
 	interface ServerResponse {
 		writeHead(status: number, headers?: Record<string, string>): this;
@@ -21,6 +22,9 @@ declare module "node:http" {
 
 declare module "node:fs" {
 	function readFileSync(path: string, encoding: "utf8"): string;
+	function writeFileSync(path: string, data: string): void;
+	function appendFileSync(path: string, data: string): void;
+	function mkdirSync(path: string, options: { recursive: true }): string | undefined;
 }
 
 declare module "node:child_process" {
@@ -32,6 +36,7 @@ declare module "node:child_process" {
 
 declare module "node:path" {
 	function join(...paths: string[]): string;
+	function resolve(...paths: string[]): string;
 }
 
 interface NodeTimer {}
@@ -39,6 +44,7 @@ interface NodeTimer {}
 declare var process: {
 	env: Record<string, string | undefined>;
 	execPath: string;
+	pid: number;
 	cwd(): string;
 	exit(code?: number): never;
 	on(event: "SIGINT" | "SIGTERM" | "SIGUSR2", listener: () => void): void;

@@ -1,9 +1,19 @@
-// livinityd: the LivOS daemon of the demo tree. Run with tsx from the livos base directory:
+// livinityd: the LivOS daemon of the demo tree. Run it as the real tree's ecosystem file
+// does: working directory packages/livinityd, interpreter tsx (a dependency of this
+// package: packages/livinityd/node_modules/.bin/tsx), script source/cli.ts:
 //
-//	node_modules/.bin/tsx packages/livinityd/source/cli.ts --data-directory <dir> --port <n>
+//	node_modules/.bin/tsx source/cli.ts --data-directory <dir> --port <n>
 //
 // It serves the built UI (GET /, read through the packages/livinityd/ui symlink to
-// ../ui/dist) and GET /health on 127.0.0.1, and writes a state file into the data directory.
+// ../ui/dist) and GET /health on 127.0.0.1, and writes a state file into the data directory
+// (a relative --data-directory is taken from the working directory). Every other path is
+// relative to this file, so it also runs from another working directory.
+//
+// It imports @livos/config from that package's built dist/ and @nexus/core/lib from the
+// dist/ of the copy of nexus core that pnpm made at install time
+// (node_modules/.pnpm/@nexus+core@file+..+nexus+packages+core/node_modules/@nexus/core):
+// until core is built and its dist/ copied there, it fails at start with
+// ERR_MODULE_NOT_FOUND.
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { join, resolve } from "node:path";
@@ -11,6 +21,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 
 import { healthPath, productName, stateFileName } from "@livos/config";
+import { coreVersion } from "@nexus/core/lib";
 
 function fail(message: string): never {
 	console.error(`livinityd: ${message}`);
@@ -49,7 +60,7 @@ writeFileSync(join(dataDir, stateFileName), JSON.stringify(state) + "\n");
 const server = createServer((req, res) => {
 	if (req.method === "GET" && req.url === healthPath) {
 		res.writeHead(200, { "content-type": "application/json" });
-		res.end(JSON.stringify({ status: "ok", service: "livinityd", product: productName }));
+		res.end(JSON.stringify({ status: "ok", service: "livinityd", product: productName, nexusCore: coreVersion }));
 		return;
 	}
 	if (req.method === "GET" && (req.url === "/" || req.url === "/index.html")) {

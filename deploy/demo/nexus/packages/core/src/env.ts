@@ -1,5 +1,5 @@
-// Environment loading shared by the nexus services. They run with the nexus base directory
-// as working directory, where the pipeline links the LivOS .env file.
+// Environment loading of nexus-core. It runs with the nexus base directory as working
+// directory and reads ./.env there itself, as the real core does through dotenv/config.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 

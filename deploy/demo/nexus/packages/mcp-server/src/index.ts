@@ -1,8 +1,8 @@
 // nexus-mcp: serves GET /health on 127.0.0.1:$MCP_PORT.
 import { createServer } from "node:http";
 
-import { loadEnvFile, portFromEnv } from "@nexus/core/env";
-import { installLeakHook } from "@nexus/core/fault";
+import { loadEnvFile, portFromEnv } from "./env.js";
+import { installLeakHook } from "./fault.js";
 
 function fail(message: string): never {
 	console.error(`nexus-mcp: ${message}`);

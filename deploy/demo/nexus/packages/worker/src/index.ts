@@ -1,7 +1,7 @@
 // nexus-worker: no port; a timer loop that logs a line every WORKER_INTERVAL_MS
 // milliseconds (default 5000).
-import { loadEnvFile } from "@nexus/core/env";
-import { installLeakHook } from "@nexus/core/fault";
+import { loadEnvFile } from "./env.js";
+import { installLeakHook } from "./fault.js";
 
 function fail(message: string): never {
 	console.error(`nexus-worker: ${message}`);
