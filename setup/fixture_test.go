@@ -19,7 +19,7 @@ import (
 	"github.com/livinity/livinity-agent/internal/procfs"
 	"github.com/livinity/livinity-agent/internal/testenv"
 	"github.com/livinity/livinity-agent/setup"
-	"github.com/livinity/livinity-agent/setup/config"
+	"github.com/livinity/livinity-agent/config"
 	"github.com/livinity/livinity-agent/supervisor/pm2"
 )
 

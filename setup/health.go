@@ -31,6 +31,13 @@ type HealthResult struct {
 	Attempts int
 	// After is how long the service took to become healthy (or the time spent trying).
 	After time.Duration
+	// Skipped is set for a service that was not started (an optional build failed).
+	Skipped bool
+	// PM2Status, Restarts and LogTail say why a service did not become healthy: PM2's
+	// view of it and the last lines of its own error log.
+	PM2Status string
+	Restarts  int
+	LogTail   string
 }
 
 // verifyHealth checks every target concurrently, retrying each with backoff until it is

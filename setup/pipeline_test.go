@@ -11,7 +11,7 @@ import (
 
 	"github.com/livinity/livinity-agent/internal/testenv"
 	"github.com/livinity/livinity-agent/setup"
-	"github.com/livinity/livinity-agent/setup/config"
+	"github.com/livinity/livinity-agent/config"
 	"github.com/livinity/livinity-agent/setup/envfile"
 )
 
@@ -28,7 +28,7 @@ func TestOnboardThenNoChangeRerun(t *testing.T) {
 	if err != nil {
 		t.Fatalf("first run: %v", err)
 	}
-	if len(res.Health) != len(config.ServiceNames) {
+	if len(res.Health) != len(config.Default().ServiceNames()) {
 		t.Fatalf("health results: %+v", res.Health)
 	}
 	for _, h := range res.Health {
@@ -45,13 +45,13 @@ func TestOnboardThenNoChangeRerun(t *testing.T) {
 		}
 		restarts[a.Name] = a.RestartTime
 	}
-	for _, n := range config.ServiceNames {
+	for _, n := range config.Default().ServiceNames() {
 		if online[n] == 0 {
 			t.Errorf("app %s is not online: %+v", n, apps)
 		}
 	}
-	if len(apps) != len(config.ServiceNames) {
-		t.Errorf("want exactly %d PM2 apps, got %d", len(config.ServiceNames), len(apps))
+	if len(apps) != len(config.Default().ServiceNames()) {
+		t.Errorf("want exactly %d PM2 apps, got %d", len(config.Default().ServiceNames()), len(apps))
 	}
 
 	envPath := filepath.Join(f.livos(), ".env")

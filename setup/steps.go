@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,234 +12,532 @@ import (
 	"strings"
 	"time"
 
+	"github.com/livinity/livinity-agent/config"
 	"github.com/livinity/livinity-agent/internal/atomicfile"
-	"github.com/livinity/livinity-agent/setup/config"
+	"github.com/livinity/livinity-agent/pipeline"
+	"github.com/livinity/livinity-agent/pipeline/journal"
 	"github.com/livinity/livinity-agent/setup/ecosystem"
 	"github.com/livinity/livinity-agent/setup/envfile"
-	"github.com/livinity/livinity-agent/setup/journal"
-	"github.com/livinity/livinity-agent/supervisor/probe"
-	"github.com/livinity/livinity-agent/supervisor/proctree"
 )
 
-// Step IDs, in the order of the original `livinity setup` (with writing .env first).
+// The recipe's fixed step IDs. Install, build, copy and venv steps are derived from the
+// catalog and the trees' package.json files: <tree>-install, build-<package>,
+// copy-<package>-into-<package>, venv-<package>.
 const (
-	StepEnv         = "env"
-	StepDirs        = "dirs"
-	StepPnpmInstall = "livos-install"
-	StepBuildConfig = "build-config"
-	StepBuildUI     = "build-ui"
-	StepLinkUI      = "link-ui"
-	StepNpmInstall  = "nexus-install"
-	StepBuildCore   = "build-core"
-	StepBuildWorker = "build-worker"
-	StepBuildMCP    = "build-mcp"
-	StepVenv        = "memory-venv"
-	StepLinkEnv     = "link-env"
-	StepEcosystem   = "ecosystem"
-	StepPM2Start    = "pm2-start"
-	StepPM2Save     = "pm2-save"
-	StepVerify      = "verify"
+	StepEnv       = "env"
+	StepDirs      = "dirs"
+	StepLinkUI    = "link-ui"
+	StepLinkEnv   = "link-env"
+	StepEcosystem = "ecosystem"
+	StepPM2Start  = "pm2-start"
+	StepPM2Save   = "pm2-save"
+	StepVerify    = "verify"
 )
 
-// EcosystemFile is where the ecosystem is written.
-func (p *Plan) EcosystemFile() string { return filepath.Join(p.Livos, "ecosystem.config.cjs") }
+// InstallStep is the ID of a tree's install step.
+func InstallStep(tree string) string { return tree + "-install" }
+
+// BuildStep is the ID of a package's build step.
+func BuildStep(p *Package) string { return "build-" + p.Base }
+
+// Box is the LivOS recipe: a config, the trees it names, and where the agent keeps its
+// state. Steps turns it into pipeline steps.
+type Box struct {
+	Config *config.Config
+	// StateDir is the pipeline's state directory; the ecosystem file lives there.
+	StateDir string
+	// PM2Home is the daemon home of the box's apps.
+	PM2Home string
+	// RotateSecrets replaces the secrets of an existing .env.
+	RotateSecrets bool
+	// Launcher is the livinity-agent binary (python services start through it).
+	Launcher string
+	// Health is the verification table, once the verify step ran.
+	Health []HealthResult
+
+	plan    *pipeline.Plan
+	ws      *Workspace
+	defs    []config.ServiceDef
+	builds  map[string][]string // service → the build, copy and venv steps of what it runs
+	optOnly map[string]bool     // step → only optional services need it
+}
+
+// NewBox reads the trees' workspaces for cfg.
+func NewBox(cfg *config.Config, stateDir, pm2Home string) (*Box, error) {
+	ws, err := LoadWorkspace(cfg)
+	if err != nil {
+		return nil, err
+	}
+	b := &Box{Config: cfg, StateDir: stateDir, PM2Home: pm2Home, ws: ws, defs: cfg.Services()}
+	for _, d := range b.defs {
+		if b.pkg(d) == nil {
+			return nil, fmt.Errorf("service %s: no workspace package %s in the %s tree (%s): check paths.%sBaseDir and the service's package",
+				d.Name, d.Package, d.Tree, filepath.Join(cfg.TreeDir(d.Tree), "packages", d.Package), d.Tree)
+		}
+	}
+	return b, nil
+}
 
 // EnvFile is the LivOS .env.
-func (p *Plan) EnvFile() string { return filepath.Join(p.Livos, ".env") }
+func (b *Box) EnvFile() string { return ecosystem.EnvFile(b.Config) }
 
-func (p *Plan) venvDir() string { return filepath.Join(p.Nexus, "packages", "memory", "venv") }
+// EcosystemFile is where the agent's PM2 ecosystem is written: the state directory, so
+// it never clobbers a file the trees track (LivOS has its own ecosystem.config.cjs).
+func (b *Box) EcosystemFile() string { return filepath.Join(b.StateDir, "ecosystem.config.cjs") }
 
-// LivOSSteps are the onboarding steps of a LivOS box.
-func LivOSSteps() []*Step {
-	return []*Step{
-		{
-			ID: StepEnv, Title: "write .env", Timeout: 30 * time.Second,
-			Undo:     "restore the previous .env, or remove a new one",
-			Replaces: func(p *Plan) []string { return []string{p.EnvFile()} },
-			Key: func(p *Plan) (string, error) {
-				h, err := hashPaths(p.EnvFile())
-				return h + p.Config.Fingerprint(), err
-			},
-			Action: writeEnv,
-		},
-		{
-			ID: StepDirs, Title: "create data and logs dirs", Timeout: 10 * time.Second,
-			Undo: "remove the directories this run created",
-			Creates: func(p *Plan) []string {
-				return []string{filepath.Join(p.Livos, "data"), filepath.Join(p.Livos, "logs")}
-			},
-			Key: func(p *Plan) (string, error) { return "dirs", nil },
-			Action: func(ctx context.Context, x *Exec) error {
-				for _, d := range x.Step.Creates(x.Plan) {
-					if err := os.MkdirAll(d, 0o750); err != nil {
-						return fmt.Errorf("create %s: %w", d, err)
-					}
-				}
-				return nil
-			},
-		},
-		{
-			ID: StepPnpmInstall, Title: "install livos packages", Timeout: 15 * time.Minute,
-			Undo: "restore node_modules and pnpm-lock.yaml as they were",
-			Replaces: func(p *Plan) []string {
-				return append([]string{filepath.Join(p.Livos, "node_modules"), filepath.Join(p.Livos, "pnpm-lock.yaml")},
-					packageDirs(p.Livos, "node_modules")...)
-			},
-			Key: func(p *Plan) (string, error) {
-				return hashPaths(manifests(p.Livos, "pnpm-lock.yaml", "pnpm-workspace.yaml")...)
-			},
-			Produces: func(p *Plan) []string { return []string{filepath.Join(p.Livos, "node_modules")} },
-			Action: func(ctx context.Context, x *Exec) error {
-				// pnpm's command shims export NODE_PATH with absolute paths inside double
-				// quotes, so a $(...) in the tree's path would run in every shim: leave it out
-				err := x.Command(ctx, x.Livos, "pnpm", "install", "--frozen-lockfile", "--config.extend-node-path=false")
-				if err == nil || ctx.Err() != nil {
-					return err
-				}
-				x.Log.Warn("pnpm install --frozen-lockfile failed; retrying without it", "err", err)
-				return x.Command(ctx, x.Livos, "pnpm", "install", "--no-frozen-lockfile", "--config.extend-node-path=false")
-			},
-		},
-		buildStep(StepBuildConfig, "build @livos/config", "livos", "config", StepPnpmInstall),
-		buildStep(StepBuildUI, "build the UI", "livos", "ui", StepPnpmInstall),
-		{
-			ID: StepLinkUI, Title: "link the UI into livinityd", Timeout: 10 * time.Second,
-			After:    []string{StepBuildUI},
-			Undo:     "restore what was at packages/livinityd/ui",
-			Replaces: func(p *Plan) []string { return []string{uiLink(p)} },
-			Key:      func(p *Plan) (string, error) { return "../ui/dist", nil },
-			Action: func(ctx context.Context, x *Exec) error {
-				return os.Symlink(filepath.Join("..", "ui", "dist"), uiLink(x.Plan))
-			},
-		},
-		{
-			ID: StepNpmInstall, Title: "install nexus packages", Timeout: 15 * time.Minute, Optional: true,
-			Undo: "restore node_modules and package-lock.json as they were",
-			Replaces: func(p *Plan) []string {
-				return append([]string{filepath.Join(p.Nexus, "node_modules"), filepath.Join(p.Nexus, "package-lock.json")},
-					packageDirs(p.Nexus, "node_modules")...)
-			},
-			Key: func(p *Plan) (string, error) {
-				return hashPaths(manifests(p.Nexus, "package-lock.json")...)
-			},
-			Produces: func(p *Plan) []string { return []string{filepath.Join(p.Nexus, "node_modules")} },
-			Action: func(ctx context.Context, x *Exec) error {
-				return x.Command(ctx, x.Nexus, "npm", "install", "--no-audit", "--no-fund")
-			},
-		},
-		buildStep(StepBuildCore, "build nexus core", "nexus", "core", StepNpmInstall),
-		optional(buildStep(StepBuildWorker, "build nexus worker", "nexus", "worker", StepBuildCore)),
-		optional(buildStep(StepBuildMCP, "build nexus mcp-server", "nexus", "mcp-server", StepBuildCore)),
-		{
-			ID: StepVenv, Title: "create the memory service's Python venv", Timeout: 10 * time.Minute, Optional: true,
-			Undo:     "restore packages/memory/venv as it was",
-			Replaces: func(p *Plan) []string { return []string{p.venvDir()} },
-			Key: func(p *Plan) (string, error) {
-				return hashPaths(filepath.Join(p.Nexus, "packages", "memory", "src", "requirements.txt"))
-			},
-			Action: func(ctx context.Context, x *Exec) error {
-				venv := x.venvDir()
-				if err := x.Command(ctx, x.Nexus, "python3", "-m", "venv", venv); err != nil {
-					return err
-				}
-				// python -m pip, not the pip script: for a path with spaces its launcher is a
-				// shell trampoline that would expand a $(...) in the path
-				return x.Command(ctx, x.Nexus, filepath.Join(venv, "bin", "python3"), "-m", "pip", "install",
-					"--disable-pip-version-check", "--no-input", "-r",
-					filepath.Join(x.Nexus, "packages", "memory", "src", "requirements.txt"))
-			},
-		},
-		{
-			ID: StepLinkEnv, Title: "link .env into nexus", Timeout: 10 * time.Second,
-			After:    []string{StepEnv},
-			Undo:     "restore what was at nexus/.env",
-			Replaces: func(p *Plan) []string { return []string{filepath.Join(p.Nexus, ".env")} },
-			Key:      func(p *Plan) (string, error) { return p.EnvFile(), nil },
-			Action: func(ctx context.Context, x *Exec) error {
-				link := filepath.Join(x.Nexus, ".env")
-				if err := os.Remove(link); err != nil && !os.IsNotExist(err) {
-					return fmt.Errorf("replace %s: %w", link, err)
-				}
-				return os.Symlink(x.EnvFile(), link)
-			},
-		},
-		{
-			ID: StepEcosystem, Title: "write the PM2 ecosystem", Timeout: 10 * time.Second,
-			After:    []string{StepDirs, StepVenv, StepBuildWorker, StepBuildMCP, StepBuildCore, StepLinkUI, StepBuildConfig, StepLinkEnv},
-			Undo:     "restore the previous ecosystem file, or remove a new one",
-			Replaces: func(p *Plan) []string { return []string{p.EcosystemFile()} },
-			Key: func(p *Plan) (string, error) {
-				b, err := ecosystem.Render(p.Apps())
-				return string(b), err
-			},
-			Action: func(ctx context.Context, x *Exec) error {
-				b, err := ecosystem.Render(x.Apps())
-				if err != nil {
-					return err
-				}
-				return atomicfile.WriteFile(x.EcosystemFile(), b, 0o644)
-			},
-		},
-		{
-			ID: StepPM2Start, Title: "start the services with PM2", Timeout: 2 * time.Minute,
-			After:    []string{StepEcosystem},
-			Undo:     "delete the PM2 apps this run started, re-create the ones it replaced, stop a daemon it started",
-			Replaces: func(p *Plan) []string { return []string{filepath.Join(p.StateDir, appPrintsFile)} },
-			Action:   startApps,
-		},
-		{
-			ID: StepPM2Save, Title: "save the PM2 process list", Timeout: time.Minute,
-			After: []string{StepPM2Start},
-			Undo:  "restore the previous dump.pm2",
-			Replaces: func(p *Plan) []string {
-				return []string{filepath.Join(p.PM2Home, "dump.pm2"), filepath.Join(p.PM2Home, "dump.pm2.bak")}
-			},
-			Produces: func(p *Plan) []string { return []string{filepath.Join(p.PM2Home, "dump.pm2")} },
-			Key:      func(p *Plan) (string, error) { return appsKey(p) },
-			Action: func(ctx context.Context, x *Exec) error {
-				return x.PM2.Save(ctx)
-			},
-		},
-		{
-			ID: StepVerify, Title: "verify health", Timeout: 0, // bounded by agent.healthTimeoutSeconds
-			After:  []string{StepPM2Save},
-			Undo:   "nothing (it changes nothing)",
-			Action: verify,
-		},
-	}
+// Services are the catalog's services.
+func (b *Box) Services() []config.ServiceDef { return b.defs }
+
+func (b *Box) pkg(d config.ServiceDef) *Package { return b.ws.Find(d.Tree, d.Package) }
+
+func (b *Box) root(tree string) string { return b.Config.TreeDir(tree) }
+
+// Plan is the pipeline plan of the box.
+func (b *Box) Plan(path, home string, env []string) *pipeline.Plan {
+	b.plan = &pipeline.Plan{StateDir: b.StateDir, PM2Home: b.PM2Home, Path: path, Home: home, Env: env,
+		Steps: b.Steps(), Fingerprint: b.Config.Fingerprint(), KeepOnFailure: []string{ecosystem.LogDir(b.Config)}}
+	return b.plan
 }
 
-func optional(s *Step) *Step { s.Optional = true; return s }
-
-// buildStep builds one workspace package with its package manager.
-func buildStep(id, title, tree, pkg, after string) *Step {
-	root := func(p *Plan) string {
-		if tree == "livos" {
-			return p.Livos
+// Steps are the onboarding steps of the box, in display order.
+func (b *Box) Steps() []*pipeline.Step {
+	b.builds = map[string][]string{}
+	b.optOnly = map[string]bool{}
+	need := map[string][]config.ServiceDef{} // step → services that need it
+	steps := []*pipeline.Step{b.envStep(), b.dirsStep()}
+	byID := map[string]*pipeline.Step{}
+	add := func(s *pipeline.Step, d config.ServiceDef) {
+		if _, ok := byID[s.ID]; !ok {
+			byID[s.ID] = s
+			steps = append(steps, s)
 		}
-		return p.Nexus
+		need[s.ID] = append(need[s.ID], d)
+		if !slices.Contains(b.builds[d.Name], s.ID) {
+			b.builds[d.Name] = append(b.builds[d.Name], s.ID)
+		}
 	}
-	dir := func(p *Plan) string { return filepath.Join(root(p), "packages", pkg) }
-	return &Step{
-		ID: id, Title: title, Timeout: 10 * time.Minute, After: []string{after},
-		Undo:     "restore packages/" + pkg + "/dist as it was",
-		Replaces: func(p *Plan) []string { return []string{filepath.Join(dir(p), "dist")} },
-		Key:      func(p *Plan) (string, error) { return hashPaths(dir(p)) },
-		Action: func(ctx context.Context, x *Exec) error {
-			if tree == "livos" {
-				return x.Command(ctx, root(x.Plan), "pnpm", "--filter", "./packages/"+pkg, "run", "build")
+	for _, tree := range []string{config.TreeLivos, config.TreeNexus} {
+		for _, d := range b.defs {
+			if d.Tree == tree {
+				add(b.installStep(tree), d)
 			}
-			return x.Command(ctx, root(x.Plan), "npm", "run", "build", "--workspace=packages/"+pkg)
+		}
+	}
+	for _, d := range b.defs {
+		var runs []*Package
+		for _, p := range b.ws.Closure(b.pkg(d)) {
+			runs = append(runs, p)
+		}
+		for _, extra := range d.Builds {
+			tree, base, _ := strings.Cut(extra, "/")
+			if p := b.ws.Find(tree, base); p != nil {
+				runs = append(runs, b.ws.Closure(p)...)
+			}
+		}
+		for _, p := range runs {
+			if p.Tree != d.Tree {
+				add(b.installStep(p.Tree), d)
+			}
+			if p.Build {
+				add(b.buildStep(p), d)
+			}
+		}
+		// a file: dependency is copied at install time, before it is built: its build
+		// output must be copied into that copy (livinityd's @nexus/core)
+		for _, p := range runs {
+			for name, dir := range p.FileDeps {
+				if dep := b.ws.byName(name); dep != nil && dep.Dir == dir && dep.Build {
+					add(b.copyStep(p, dep), d)
+				}
+			}
+		}
+		if d.Kind == config.RunPython {
+			add(b.venvStep(d), d)
+		}
+	}
+	if b.ws.Find(config.TreeLivos, "ui") != nil && b.ws.Find(config.TreeLivos, "livinityd") != nil {
+		for _, d := range b.defs {
+			if d.Tree == config.TreeLivos && d.Package == "livinityd" {
+				add(b.linkUIStep(), d)
+			}
+		}
+	}
+	for id, ds := range need {
+		all := true
+		for _, d := range ds {
+			all = all && d.Optional
+		}
+		b.optOnly[id] = all
+		byID[id].Optional = byID[id].Optional || all
+	}
+	linkEnv := b.linkEnvStep()
+	steps = append(steps, linkEnv)
+	eco := b.ecosystemStep()
+	for _, s := range steps {
+		if s.ID == StepEnv {
+			continue
+		}
+		if s.Optional {
+			eco.Wait = append(eco.Wait, s.ID)
+		} else {
+			eco.After = append(eco.After, s.ID)
+		}
+	}
+	return append(steps, eco, b.startStep(), b.saveStep(), b.verifyStep())
+}
+
+func (b *Box) envStep() *pipeline.Step {
+	return &pipeline.Step{
+		ID: StepEnv, Title: "write .env", Timeout: 30 * time.Second, Force: b.RotateSecrets,
+		Undo:     "restore the previous .env, or remove a new one",
+		Replaces: func() []string { return []string{b.EnvFile()} },
+		Key: func() (string, error) {
+			// what would be written: unchanged exactly when the file would not change
+			env, err := b.buildEnv(false)
+			if err != nil {
+				return "", err
+			}
+			return string(env.Bytes()), nil
+		},
+		Action: func(ctx context.Context, x *pipeline.Exec) error {
+			env, err := b.buildEnv(b.RotateSecrets)
+			if err != nil {
+				return err
+			}
+			return envfile.Write(b.EnvFile(), env)
 		},
 	}
 }
 
-func uiLink(p *Plan) string { return filepath.Join(p.Livos, "packages", "livinityd", "ui") }
+func (b *Box) buildEnv(rotate bool) (*envfile.Env, error) {
+	existing, err := envfile.Read(b.EnvFile())
+	if err != nil {
+		return nil, err
+	}
+	return envfile.Build(b.Config, existing, rotate, rand.Reader)
+}
+
+func (b *Box) dirsStep() *pipeline.Step {
+	return &pipeline.Step{
+		ID: StepDirs, Title: "create data and logs dirs", Timeout: 10 * time.Second,
+		Undo: "remove the directories this run created",
+		Creates: func() []string {
+			return []string{filepath.Join(b.root(config.TreeLivos), "data"), ecosystem.LogDir(b.Config)}
+		},
+		Key: func() (string, error) { return "dirs", nil },
+		Action: func(ctx context.Context, x *pipeline.Exec) error {
+			for _, d := range x.Step.Creates() {
+				if err := os.MkdirAll(d, 0o750); err != nil {
+					return fmt.Errorf("create %s: %w", d, err)
+				}
+			}
+			return nil
+		},
+	}
+}
+
+// pnpmTree reports whether a tree is a pnpm workspace (else npm).
+func (b *Box) pnpmTree(tree string) bool {
+	_, err := os.Stat(filepath.Join(b.root(tree), "pnpm-workspace.yaml"))
+	if err == nil {
+		return true
+	}
+	_, err = os.Stat(filepath.Join(b.root(tree), "pnpm-lock.yaml"))
+	return err == nil
+}
+
+func (b *Box) installStep(tree string) *pipeline.Step {
+	root := b.root(tree)
+	lock, tool := "package-lock.json", "npm"
+	if b.pnpmTree(tree) {
+		lock, tool = "pnpm-lock.yaml", "pnpm"
+	}
+	return &pipeline.Step{
+		ID: InstallStep(tree), Title: "install " + tree + " packages", Timeout: 15 * time.Minute,
+		Undo: "restore node_modules and " + lock + " as they were; remove what install scripts wrote",
+		Replaces: func() []string {
+			return append([]string{filepath.Join(root, "node_modules"), filepath.Join(root, lock)},
+				packageDirs(root, "node_modules")...)
+		},
+		// postinstall scripts write beyond node_modules (LivOS's UI generates 4,800 icons)
+		Watch: func() []string { return []string{root} },
+		Key: func() (string, error) {
+			return pipeline.HashPaths(manifests(root, lock, "pnpm-workspace.yaml")...)
+		},
+		Produces: func() []string { return []string{filepath.Join(root, "node_modules")} },
+		Action: func(ctx context.Context, x *pipeline.Exec) error {
+			if tool == "npm" {
+				return x.Command(ctx, root, "npm", "install", "--no-audit", "--no-fund")
+			}
+			// pnpm's command shims export NODE_PATH with absolute paths inside double
+			// quotes, so a $(...) in the tree's path would run in every shim: leave it out
+			err := x.Command(ctx, root, "pnpm", "install", "--frozen-lockfile", "--config.extend-node-path=false")
+			if err == nil || ctx.Err() != nil {
+				return err
+			}
+			x.Log.Warn("pnpm install --frozen-lockfile failed; retrying without it", "err", err)
+			x.Note("retrying without --frozen-lockfile")
+			return x.Command(ctx, root, "pnpm", "install", "--no-frozen-lockfile", "--config.extend-node-path=false")
+		},
+	}
+}
+
+// buildStep builds one workspace package with its tree's package manager, after the
+// workspace packages it depends on.
+func (b *Box) buildStep(p *Package) *pipeline.Step {
+	root := b.root(p.Tree)
+	after := []string{InstallStep(p.Tree)}
+	for _, dep := range b.ws.Closure(p) {
+		if dep != p && dep.Build {
+			after = append(after, BuildStep(dep))
+		}
+		if dep.Tree != p.Tree {
+			after = append(after, InstallStep(dep.Tree))
+		}
+	}
+	rel, _ := filepath.Rel(root, p.Dir)
+	return &pipeline.Step{
+		ID: BuildStep(p), Title: "build " + p.Name, Timeout: 10 * time.Minute, After: after,
+		Undo:     "restore " + filepath.ToSlash(rel) + "/dist as it was; remove what the build wrote beside it",
+		Replaces: func() []string { return []string{filepath.Join(p.Dir, "dist")} },
+		// a Node 22 vite build leaves node-compile-cache/ in the package
+		Watch: func() []string { return []string{p.Dir} },
+		Key:   func() (string, error) { return pipeline.HashPaths(p.Dir) },
+		Action: func(ctx context.Context, x *pipeline.Exec) error {
+			var err error
+			if b.pnpmTree(p.Tree) {
+				err = x.Command(ctx, root, "pnpm", "--filter", "./"+filepath.ToSlash(rel), "run", "build")
+			} else {
+				err = x.Command(ctx, root, "npm", "run", "build", "--workspace="+filepath.ToSlash(rel))
+			}
+			if err != nil {
+				return err
+			}
+			return checkOutput(filepath.Join(p.Dir, "dist"))
+		},
+	}
+}
+
+// checkOutput fails a build that exited 0 but left its output empty.
+func checkOutput(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("the build exited 0 but wrote no %s: %w", dir, err)
+	}
+	if len(entries) == 0 {
+		return fmt.Errorf("the build exited 0 but left %s empty", dir)
+	}
+	return nil
+}
+
+// copyStep copies dep's build output into consumer's installed copy of dep.
+func (b *Box) copyStep(consumer, dep *Package) *pipeline.Step {
+	installed := func() string {
+		link := filepath.Join(consumer.Dir, "node_modules", filepath.FromSlash(dep.Name))
+		real, err := filepath.EvalSymlinks(link)
+		if err != nil {
+			return link // the action reports it
+		}
+		return real
+	}
+	id := "copy-" + dep.Base + "-into-" + consumer.Base
+	return &pipeline.Step{
+		ID: id, Title: "copy " + dep.Name + "'s build into " + consumer.Name + "'s copy", Timeout: 2 * time.Minute,
+		After:    []string{InstallStep(consumer.Tree), BuildStep(dep)},
+		Undo:     "restore the installed copy's dist as it was",
+		Replaces: func() []string { return []string{filepath.Join(installed(), "dist")} },
+		Key:      func() (string, error) { return pipeline.HashPaths(filepath.Join(dep.Dir, "dist")) },
+		Action: func(ctx context.Context, x *pipeline.Exec) error {
+			dst := installed()
+			if st, err := os.Stat(dst); err != nil || !st.IsDir() {
+				return fmt.Errorf("%s's installed copy of %s is missing at %s: the install step did not install it", consumer.Name, dep.Name, dst)
+			}
+			if !inside(dst, b.root(consumer.Tree)) {
+				return fmt.Errorf("%s's copy of %s resolves to %s, outside the %s tree: refusing to write there", consumer.Name, dep.Name, dst, consumer.Tree)
+			}
+			return copyTree(filepath.Join(dep.Dir, "dist"), filepath.Join(dst, "dist"))
+		},
+	}
+}
+
+// inside reports whether p is root or below it.
+func inside(p, root string) bool {
+	rel, err := filepath.Rel(root, p)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
+}
+
+// copyTree copies the directory src to dst (which must not exist): files with their
+// modes, symlinks as links.
+func copyTree(src, dst string) error {
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		target := filepath.Join(dst, rel)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			return os.MkdirAll(target, info.Mode().Perm())
+		case info.Mode()&fs.ModeSymlink != 0:
+			l, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			return os.Symlink(l, target)
+		default:
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			return os.WriteFile(target, data, info.Mode().Perm())
+		}
+	})
+}
+
+func (b *Box) linkUIStep() *pipeline.Step {
+	link := filepath.Join(b.root(config.TreeLivos), "packages", "livinityd", "ui")
+	return &pipeline.Step{
+		ID: StepLinkUI, Title: "link the UI into livinityd", Timeout: 10 * time.Second,
+		After:    []string{BuildStep(b.ws.Find(config.TreeLivos, "ui"))},
+		Undo:     "restore what was at packages/livinityd/ui",
+		Replaces: func() []string { return []string{link} },
+		Key:      func() (string, error) { return "../ui/dist", nil },
+		Action: func(ctx context.Context, x *pipeline.Exec) error {
+			return os.Symlink(filepath.Join("..", "ui", "dist"), link)
+		},
+	}
+}
+
+func (b *Box) venvStep(d config.ServiceDef) *pipeline.Step {
+	dir := ecosystem.PackageDir(b.Config, d)
+	venv := filepath.Join(dir, "venv")
+	req := filepath.Join(dir, filepath.Dir(filepath.FromSlash(d.Script)), "requirements.txt")
+	return &pipeline.Step{
+		ID: "venv-" + d.Package, Title: "create " + d.Name + "'s Python venv", Timeout: 10 * time.Minute,
+		Undo:     "restore the package's venv/ as it was",
+		Replaces: func() []string { return []string{venv} },
+		Key:      func() (string, error) { return pipeline.HashPaths(req) },
+		Action: func(ctx context.Context, x *pipeline.Exec) error {
+			if err := x.Command(ctx, dir, "python3", "-m", "venv", venv); err != nil {
+				return err
+			}
+			if _, err := os.Stat(req); err != nil {
+				return nil // no requirements: the standard library is all it needs
+			}
+			// python -m pip, not the pip script: for a path with spaces its launcher is a
+			// shell trampoline that would expand a $(...) in the path
+			return x.Command(ctx, dir, filepath.Join(venv, "bin", "python3"), "-m", "pip", "install",
+				"--disable-pip-version-check", "--no-input", "-r", req)
+		},
+	}
+}
+
+func (b *Box) linkEnvStep() *pipeline.Step {
+	link := filepath.Join(b.root(config.TreeNexus), ".env")
+	return &pipeline.Step{
+		ID: StepLinkEnv, Title: "link .env into nexus", Timeout: 10 * time.Second,
+		After:    []string{StepEnv},
+		Undo:     "restore what was at nexus/.env",
+		Replaces: func() []string { return []string{link} },
+		Key:      func() (string, error) { return b.EnvFile(), nil },
+		Action: func(ctx context.Context, x *pipeline.Exec) error {
+			if err := os.Remove(link); err != nil && !os.IsNotExist(err) {
+				return fmt.Errorf("replace %s: %w", link, err)
+			}
+			return os.Symlink(b.EnvFile(), link)
+		},
+	}
+}
+
+// available are the services whose every build step succeeded in this run; the others
+// (an optional build failed) are left out of the ecosystem and reported as skipped.
+func (b *Box) available() []config.ServiceDef {
+	var out []config.ServiceDef
+	for _, d := range b.defs {
+		ok := true
+		for _, id := range b.builds[d.Name] {
+			switch b.plan.StepStatus(id) {
+			case pipeline.StatusWarned, pipeline.StatusNotRun, pipeline.StatusFailed, pipeline.StatusCanceled:
+				ok = false
+			}
+		}
+		if ok {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// Apps are the PM2 app definitions of the given services.
+func (b *Box) Apps(defs []config.ServiceDef) []ecosystem.App {
+	return ecosystem.Apps(b.Config, defs, ecosystem.Options{Launcher: b.Launcher})
+}
+
+func (b *Box) ecosystemStep() *pipeline.Step {
+	render := func() ([]byte, error) { return ecosystem.Render(b.Apps(b.available())) }
+	return &pipeline.Step{
+		ID: StepEcosystem, Title: "write the PM2 ecosystem", Timeout: 10 * time.Second,
+		Undo:     "restore the previous ecosystem file, or remove a new one",
+		Replaces: func() []string { return []string{b.EcosystemFile()} },
+		Key: func() (string, error) {
+			data, err := render()
+			return string(data), err
+		},
+		Action: func(ctx context.Context, x *pipeline.Exec) error {
+			data, err := render()
+			if err != nil {
+				return err
+			}
+			return atomicfile.WriteFile(b.EcosystemFile(), data, 0o600)
+		},
+	}
+}
+
+func (b *Box) startStep() *pipeline.Step {
+	return &pipeline.Step{
+		ID: StepPM2Start, Title: "start the services with PM2", Timeout: 2 * time.Minute,
+		After:    []string{StepEcosystem},
+		Undo:     "delete the PM2 apps this run started, re-create the ones it replaced, stop a daemon it started; remove what the services wrote into the trees",
+		Replaces: func() []string { return []string{filepath.Join(b.StateDir, appPrintsFile)} },
+		// the services write into the trees (logs, data): a rolled-back run removes it
+		Watch:  func() []string { return []string{b.root(config.TreeLivos), b.root(config.TreeNexus)} },
+		Action: b.startApps,
+	}
+}
+
+func (b *Box) saveStep() *pipeline.Step {
+	return &pipeline.Step{
+		ID: StepPM2Save, Title: "save the PM2 process list", Timeout: time.Minute,
+		After: []string{StepPM2Start},
+		Undo:  "restore the previous dump.pm2",
+		Replaces: func() []string {
+			return []string{filepath.Join(b.PM2Home, "dump.pm2"), filepath.Join(b.PM2Home, "dump.pm2.bak")}
+		},
+		Produces: func() []string { return []string{filepath.Join(b.PM2Home, "dump.pm2")} },
+		Key:      b.appsKey,
+		Action: func(ctx context.Context, x *pipeline.Exec) error {
+			return x.PM2.Save(ctx)
+		},
+	}
+}
+
+func (b *Box) verifyStep() *pipeline.Step {
+	return &pipeline.Step{
+		ID: StepVerify, Title: "verify health", Timeout: 0, // bounded by agent.healthTimeoutSeconds
+		After:  []string{StepPM2Save},
+		Undo:   "nothing (it changes nothing)",
+		Action: b.verify,
+	}
+}
 
 // packageDirs returns <root>/packages/*/<name> for every package directory.
 func packageDirs(root, name string) []string {
 	var out []string
-	for _, d := range globSorted(filepath.Join(root, "packages", "*", "package.json")) {
+	for _, d := range pipeline.GlobSorted(filepath.Join(root, "packages", "*", "package.json")) {
 		out = append(out, filepath.Join(filepath.Dir(d), name))
 	}
 	return out
@@ -250,48 +549,28 @@ func manifests(root string, files ...string) []string {
 	for _, f := range files {
 		out = append(out, filepath.Join(root, f))
 	}
-	return append(out, globSorted(filepath.Join(root, "packages", "*", "package.json"))...)
-}
-
-// Apps are the five PM2 app definitions of this plan.
-func (p *Plan) Apps() []ecosystem.App {
-	return ecosystem.Apps(p.Config, ecosystem.Options{})
-}
-
-func writeEnv(ctx context.Context, x *Exec) error {
-	existing, err := envfile.Read(x.EnvFile())
-	if err != nil {
-		return err
-	}
-	env, err := envfile.Build(x.Config, existing, x.RotateSecrets, rand.Reader)
-	if err != nil {
-		return err
-	}
-	if len(existing) > 0 && !x.RotateSecrets {
-		x.Log.Info("keeping the secrets of the existing .env")
-	}
-	return envfile.Write(x.EnvFile(), env)
+	return append(out, pipeline.GlobSorted(filepath.Join(root, "packages", "*", "package.json"))...)
 }
 
 // startApps starts the apps that are not running, replaces those whose definition changed
 // or that are not online, and leaves healthy unchanged ones alone.
-func startApps(ctx context.Context, x *Exec) error {
+func (b *Box) startApps(ctx context.Context, x *pipeline.Exec) error {
 	apps, running, err := x.PM2.Apps(ctx)
 	if err != nil {
 		return err
 	}
-	prev, err := loadAppPrints(x.StateDir)
+	prev, err := loadAppPrints(b.StateDir)
 	if err != nil {
 		return err
 	}
-	byName := map[string]App{}
+	byName := map[string]pipeline.App{}
 	for _, a := range apps {
 		byName[a.Name] = a
 	}
 	var start, replace []string
 	now := appPrints{}
-	for _, a := range x.Apps() {
-		now[a.Name] = x.appPrint(a)
+	for _, a := range b.Apps(b.available()) {
+		now[a.Name] = b.appPrint(x, a)
 		cur, ok := byName[a.Name]
 		switch {
 		case !ok:
@@ -301,20 +580,20 @@ func startApps(ctx context.Context, x *Exec) error {
 		}
 	}
 	if !running {
-		if _, err := x.Record(journal.Op{Kind: journal.KindPM2Kill, PM2Home: x.PM2Home}); err != nil {
+		if _, err := x.Record(journal.Op{Kind: journal.KindPM2Kill, PM2Home: b.PM2Home}); err != nil {
 			return err
 		}
 	}
 	if len(start) > 0 {
-		if _, err := x.Record(journal.Op{Kind: journal.KindPM2Delete, PM2Home: x.PM2Home, Names: start}); err != nil {
+		if _, err := x.Record(journal.Op{Kind: journal.KindPM2Delete, PM2Home: b.PM2Home, Names: start}); err != nil {
 			return err
 		}
 	}
 	if len(replace) > 0 {
 		// the previous definitions are in the ecosystem step's backup
-		op := journal.Op{Kind: journal.KindPM2Delete, PM2Home: x.PM2Home, Names: replace}
-		if old := ecosystemBackup(x); old != "" {
-			op = journal.Op{Kind: journal.KindPM2Restart, PM2Home: x.PM2Home, Names: replace, Path: old}
+		op := journal.Op{Kind: journal.KindPM2Delete, PM2Home: b.PM2Home, Names: replace}
+		if old := x.BackupName(b.EcosystemFile()); fileExists(old) {
+			op = journal.Op{Kind: journal.KindPM2Restart, PM2Home: b.PM2Home, Names: replace, Path: old}
 		}
 		if _, err := x.Record(op); err != nil {
 			return err
@@ -330,49 +609,35 @@ func startApps(ctx context.Context, x *Exec) error {
 	} else {
 		sort.Strings(todo)
 		x.Log.Info("starting PM2 apps", "apps", strings.Join(todo, ","))
-		if err := x.PM2.StartEcosystem(ctx, x.EcosystemFile(), todo...); err != nil {
+		if err := x.PM2.StartEcosystem(ctx, b.EcosystemFile(), todo...); err != nil {
 			return err
 		}
 	}
-	return saveAppPrints(x.StateDir, now)
+	return saveAppPrints(b.StateDir, now)
 }
 
-// appBuilds are the steps whose outputs each app runs; a change in any of them (or in the
-// .env, read at start) restarts the app.
-var appBuilds = map[string][]string{
-	"livos":        {StepEnv, StepPnpmInstall, StepBuildConfig, StepLinkUI},
-	"nexus-core":   {StepEnv, StepLinkEnv, StepNpmInstall, StepBuildCore},
-	"nexus-worker": {StepEnv, StepLinkEnv, StepNpmInstall, StepBuildCore, StepBuildWorker},
-	"nexus-mcp":    {StepEnv, StepLinkEnv, StepNpmInstall, StepBuildCore, StepBuildMCP},
-	"nexus-memory": {StepEnv, StepLinkEnv, StepVenv},
-}
+func fileExists(p string) bool { _, err := os.Lstat(p); return err == nil }
 
-// appPrint fingerprints an app's definition together with what it runs.
-func (x *Exec) appPrint(a ecosystem.App) string {
-	var deps []string
-	for _, id := range appBuilds[a.Name] {
-		deps = append(deps, x.stepPrint(id))
+// appPrint fingerprints an app's definition together with what it runs: the .env, and
+// the install, build and copy steps of the packages its package.json depends on.
+func (b *Box) appPrint(x *pipeline.Exec, a ecosystem.App) string {
+	deps := []string{x.Print(StepEnv)}
+	if d, ok := b.Config.Service(a.Name); ok && d.Tree == config.TreeNexus {
+		deps = append(deps, x.Print(StepLinkEnv))
 	}
-	return combine(a.Name, ecosystem.Fingerprint(a), deps)
-}
-
-// ecosystemBackup finds the backup the ecosystem step made of the previous file in this run.
-func ecosystemBackup(x *Exec) string {
-	dir := filepath.Dir(x.EcosystemFile())
-	b := filepath.Join(dir, ".livinity-backup-"+x.runID+"-"+filepath.Base(x.EcosystemFile()))
-	if _, err := os.Stat(b); err == nil {
-		return b
+	for _, id := range b.builds[a.Name] {
+		deps = append(deps, x.Print(id))
 	}
-	return ""
+	return pipeline.Combine(a.Name, ecosystem.Fingerprint(a), deps)
 }
 
 // appsKey is the PM2 save step's key: the ecosystem and the apps PM2 runs now.
-func appsKey(p *Plan) (string, error) {
-	eco, err := hashPaths(p.EcosystemFile())
+func (b *Box) appsKey() (string, error) {
+	eco, err := pipeline.HashPaths(b.EcosystemFile())
 	if err != nil {
 		return "", err
 	}
-	prints, err := loadAppPrints(p.StateDir)
+	prints, err := loadAppPrints(b.StateDir)
 	if err != nil {
 		return "", err
 	}
@@ -382,49 +647,4 @@ func appsKey(p *Plan) (string, error) {
 	}
 	slices.Sort(names)
 	return eco + "\n" + strings.Join(names, "\n"), nil
-}
-
-func verify(ctx context.Context, x *Exec) error {
-	app := func(ctx context.Context, service string) (App, bool, error) {
-		apps, _, err := x.PM2.Apps(ctx)
-		for _, a := range apps {
-			if a.Name == service {
-				return a, true, err
-			}
-		}
-		return App{}, false, err
-	}
-	sampler := proctree.NewSampler("")
-	var targets []HealthTarget
-	for _, name := range config.ServiceNames {
-		s := x.Config.ServiceSettings(name)
-		spec := ProbeSpec(s.Probe)
-		online := func(ctx context.Context) (bool, error) {
-			a, ok, err := app(ctx, name)
-			return ok && a.Status == "online", err
-		}
-		// an answer counts only from the app's own process tree: another process on the
-		// port (an old instance, another install) must not pass for this one
-		owns := func(ctx context.Context, port int) (bool, error) {
-			a, ok, err := app(ctx, name)
-			if err != nil || !ok || a.Status != "online" || a.PID <= 0 {
-				return false, err
-			}
-			tree, err := sampler.Memory(int32(a.PID))
-			if err != nil {
-				return false, nil
-			}
-			return sampler.PortOwned(port, tree.PIDs)
-		}
-		targets = append(targets, HealthTarget{Service: name, Spec: spec, Timeout: s.Liveness.Timeout(),
-			Check: probe.Owned(probe.Checker(spec, online), spec, owns)})
-	}
-	res, err := verifyHealth(ctx, targets, x.Config.Agent.HealthTimeout())
-	*x.health = res
-	return err
-}
-
-// ProbeSpec turns a resolved config probe into a probe spec (loopback host).
-func ProbeSpec(p config.Probe) probe.Spec {
-	return probe.Spec{Kind: p.Kind, Port: p.Port, Path: p.Path, ExpectStatus: p.ExpectStatus, BodyContains: p.BodyContains}
 }

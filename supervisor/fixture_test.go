@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/livinity/livinity-agent/config"
 	"github.com/livinity/livinity-agent/internal/testenv"
-	"github.com/livinity/livinity-agent/setup/config"
 	"github.com/livinity/livinity-agent/supervisor"
 	"github.com/livinity/livinity-agent/supervisor/pm2"
 	"github.com/livinity/livinity-agent/supervisor/state"
@@ -69,7 +69,7 @@ func newFixture(t *testing.T, tweakApps func(map[string]*app), tweakCfg func(*co
 	// fast probes so that the tests take seconds: period 0.5 s, timeout 0.3 s, 3 failures
 	fast := &config.Timing{PeriodSeconds: 0.5, TimeoutSeconds: 0.3, SuccessThreshold: 1, FailureThreshold: 3}
 	cfg.Agent.Services = map[string]config.Service{}
-	for _, name := range config.ServiceNames {
+	for _, name := range config.Default().ServiceNames() {
 		cfg.Agent.Services[name] = config.Service{
 			Startup:   &config.Timing{PeriodSeconds: 0.2, TimeoutSeconds: 0.2, SuccessThreshold: 1, FailureThreshold: 100},
 			Liveness:  fast,
@@ -89,7 +89,7 @@ func newFixture(t *testing.T, tweakApps func(map[string]*app), tweakCfg func(*co
 	}
 	f.cfg = cfg
 	list := []*app{}
-	for _, name := range config.ServiceNames {
+	for _, name := range config.Default().ServiceNames() {
 		list = append(list, set[name])
 	}
 	b, _ := json.MarshalIndent(map[string]any{"apps": list}, "", "  ")
@@ -100,7 +100,7 @@ func newFixture(t *testing.T, tweakApps func(map[string]*app), tweakCfg func(*co
 	f.pm2("start", f.eco)
 	f.pm2("save", "--force")
 
-	f.store = state.New(state.Agent{Version: "test"}, config.ServiceNames)
+	f.store = state.New(state.Agent{Version: "test"}, config.Default().ServiceNames())
 	log := slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	sup, err := supervisor.New(supervisor.Options{Config: cfg, PM2Home: f.home, PM2Bin: f.bin, Ecosystem: f.eco,
 		Store: f.store, Logger: log, ReconcileEvery: time.Second})
@@ -116,7 +116,7 @@ func newFixture(t *testing.T, tweakApps func(map[string]*app), tweakCfg func(*co
 			t.Logf("supervisor log:\n%s", f.logs.String())
 		}
 	})
-	wantReady := config.ServiceNames
+	wantReady := config.Default().ServiceNames()
 	if tweakApps != nil {
 		wantReady = nil // the caller waits for what it needs
 	}

@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/livinity/livinity-agent/setup/config"
+	"github.com/livinity/livinity-agent/config"
 )
 
 type fakeClock struct{ t time.Time }

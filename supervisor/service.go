@@ -7,9 +7,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/livinity/livinity-agent/config"
 	"github.com/livinity/livinity-agent/internal/procfs"
-	"github.com/livinity/livinity-agent/setup"
-	"github.com/livinity/livinity-agent/setup/config"
 	"github.com/livinity/livinity-agent/supervisor/pm2"
 	"github.com/livinity/livinity-agent/supervisor/probe"
 	"github.com/livinity/livinity-agent/supervisor/proctree"
@@ -332,7 +331,7 @@ func (s *service) ensureWorkers() bool {
 	if s.startup != nil {
 		return true
 	}
-	spec := setup.ProbeSpec(s.set.Probe)
+	spec := probe.FromConfig(s.set.Probe)
 	check := probe.Owned(probe.Checker(spec, func(context.Context) (bool, error) { return s.online.Load(), nil }), spec, s.ownsPort)
 	start := func(t probe.Type, tm config.Timing) *probe.Worker {
 		w, err := probe.StartWorker(context.Background(), probe.WorkerConfig{
@@ -400,15 +399,11 @@ func (s *service) checkOwner(port int, pid int32) (bool, error) {
 			return ok, err
 		}
 	}
-	if pid <= 0 {
-		return false, nil
+	ok, tree, err := s.sampler.OwnsPort(pid, port)
+	if tree != nil {
+		s.tree.Store(&tree)
 	}
-	u, err := s.sampler.Memory(pid)
-	if err != nil {
-		return false, nil // gone: not its port
-	}
-	s.tree.Store(&u.PIDs)
-	return s.sampler.PortOwned(port, u.PIDs)
+	return ok, err
 }
 
 func probeTiming(t config.Timing) probe.Timing {

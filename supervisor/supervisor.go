@@ -13,9 +13,8 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+	"github.com/livinity/livinity-agent/config"
 	"github.com/livinity/livinity-agent/internal/procfs"
-	"github.com/livinity/livinity-agent/setup"
-	"github.com/livinity/livinity-agent/setup/config"
 	"github.com/livinity/livinity-agent/supervisor/pm2"
 	"github.com/livinity/livinity-agent/supervisor/probe"
 	"github.com/livinity/livinity-agent/supervisor/proctree"
@@ -85,14 +84,14 @@ func New(opts Options) (*Supervisor, error) {
 		ctrl: pm2.NewFallback(opts.PM2Home, cli, opts.Logger), sampler: proctree.NewSampler(""),
 		pids: map[string]instance{}, memEvery: time.Hour,
 	}
-	for _, name := range config.ServiceNames {
+	for _, name := range opts.Config.ServiceNames() {
 		set := opts.Config.ServiceSettings(name)
 		for _, t := range []config.Timing{set.Startup, set.Liveness, set.Readiness} {
 			if err := probeTiming(t).Validate(); err != nil {
 				return nil, fmt.Errorf("supervisor: service %s: %w", name, err)
 			}
 		}
-		if err := setup.ProbeSpec(set.Probe).Validate(); err != nil {
+		if err := probe.FromConfig(set.Probe).Validate(); err != nil {
 			return nil, fmt.Errorf("supervisor: service %s: %w", name, err)
 		}
 		sv := &service{

@@ -11,16 +11,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/livinity/livinity-agent/config"
 	"github.com/livinity/livinity-agent/internal/procfs"
 	"github.com/livinity/livinity-agent/internal/testenv"
-	"github.com/livinity/livinity-agent/setup/config"
 	"github.com/livinity/livinity-agent/supervisor/pm2"
 	"github.com/livinity/livinity-agent/supervisor/state"
 )
 
 var others = func(except string) []string {
 	var out []string
-	for _, n := range config.ServiceNames {
+	for _, n := range config.Default().ServiceNames() {
 		if n != except {
 			out = append(out, n)
 		}
@@ -206,14 +206,14 @@ func TestPM2DaemonKilled(t *testing.T) {
 	testenv.WaitFor(t, "the agent to see the daemon gone", 10*time.Second, func() bool {
 		return !f.store.Snapshot().Agent.PM2Connected
 	})
-	for _, n := range config.ServiceNames {
+	for _, n := range config.Default().ServiceNames() {
 		f.waitPhase(n, state.Ready, 60*time.Second)
 	}
 	after := f.procs()
-	if len(after) != len(config.ServiceNames) {
-		t.Errorf("PM2 runs %d apps after recovery, want %d", len(after), len(config.ServiceNames))
+	if len(after) != len(config.Default().ServiceNames()) {
+		t.Errorf("PM2 runs %d apps after recovery, want %d", len(after), len(config.Default().ServiceNames()))
 	}
-	for _, n := range config.ServiceNames {
+	for _, n := range config.Default().ServiceNames() {
 		if after[n].Status != pm2.StatusOnline {
 			t.Errorf("%s is %s", n, after[n].Status)
 		}
@@ -238,7 +238,7 @@ func TestPM2DaemonKilled(t *testing.T) {
 	})
 	f.waitPhase("nexus-mcp", state.Ready, 20*time.Second)
 	for end := time.Now().Add(4 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
-		for _, n := range config.ServiceNames {
+		for _, n := range config.Default().ServiceNames() {
 			if r := f.service(n).Restarts; r[state.ReasonPM2] != 0 || r[state.ReasonCrash] != 1 {
 				t.Fatalf("%s restarts = %v; want one crash (the daemon) and no pm2", n, r)
 			}
@@ -283,7 +283,7 @@ func TestWrapperKilledLeavesNoChildBehind(t *testing.T) {
 	f := newFixture(t, func(apps map[string]*app) {
 		apps["livos"].Script = strings.Replace(apps["livos"].Script, "web.js", "wrapper.js", 1)
 	}, nil)
-	for _, n := range config.ServiceNames {
+	for _, n := range config.Default().ServiceNames() {
 		f.waitPhase(n, state.Ready, 30*time.Second)
 	}
 	before := f.procs()

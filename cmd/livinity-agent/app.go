@@ -81,6 +81,7 @@ func newApp(stdout, stderr io.Writer) *cli.Command {
 			versionCommand(),
 			installCommand(),
 			uninstallCommand(),
+			execEnvCommand(),
 		},
 		// errors are printed once, by main
 		ExitErrHandler: func(context.Context, *cli.Command, error) {},

@@ -7,7 +7,7 @@ import (
 	"log/slog"
 	"os"
 
-	"github.com/livinity/livinity-agent/setup/config"
+	"github.com/livinity/livinity-agent/config"
 	"github.com/livinity/livinity-agent/setup/preflight"
 	"github.com/urfave/cli/v3"
 )

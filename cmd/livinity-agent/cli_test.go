@@ -10,7 +10,7 @@ import (
 
 	"github.com/livinity/livinity-agent/deploy/demo"
 	"github.com/livinity/livinity-agent/internal/testenv"
-	"github.com/livinity/livinity-agent/setup/config"
+	"github.com/livinity/livinity-agent/config"
 )
 
 // runCLI runs the app in-process with the tools on PATH.
@@ -113,7 +113,7 @@ func TestEcosystemPrintsTheFiveApps(t *testing.T) {
 	if !strings.HasPrefix(strings.TrimSpace(out), "//") && !strings.Contains(out, "module.exports") {
 		t.Fatalf("not an ecosystem file:\n%s", out)
 	}
-	for _, n := range config.ServiceNames {
+	for _, n := range config.Default().ServiceNames() {
 		if !strings.Contains(out, `"`+n+`"`) {
 			t.Errorf("ecosystem lacks %s", n)
 		}

@@ -13,7 +13,7 @@ import (
 
 	"github.com/livinity/livinity-agent/deploy/demo"
 	"github.com/livinity/livinity-agent/internal/atomicfile"
-	"github.com/livinity/livinity-agent/setup/config"
+	"github.com/livinity/livinity-agent/config"
 	"github.com/livinity/livinity-agent/setup/ecosystem"
 	"github.com/urfave/cli/v3"
 )
@@ -120,7 +120,8 @@ func ecosystemCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			b, err := ecosystem.Render(ecosystem.Apps(cfg, ecosystem.Options{}))
+			launcher, _ := os.Executable()
+			b, err := ecosystem.Render(ecosystem.Apps(cfg, cfg.Services(), ecosystem.Options{Launcher: launcher}))
 			if err != nil {
 				return err
 			}

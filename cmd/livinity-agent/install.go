@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/livinity/livinity-agent/internal/atomicfile"
-	"github.com/livinity/livinity-agent/setup/config"
+	"github.com/livinity/livinity-agent/config"
 	"github.com/livinity/livinity-agent/supervisor/statusapi"
 	"github.com/livinity/livinity-agent/systemd"
 	"github.com/urfave/cli/v3"

@@ -13,8 +13,9 @@ import (
 
 	"github.com/livinity/livinity-agent/internal/atomicfile"
 	"github.com/livinity/livinity-agent/internal/redact"
+	"github.com/livinity/livinity-agent/pipeline"
 	"github.com/livinity/livinity-agent/setup"
-	"github.com/livinity/livinity-agent/setup/config"
+	"github.com/livinity/livinity-agent/config"
 	"github.com/livinity/livinity-agent/setup/envfile"
 	"github.com/urfave/cli/v3"
 	"golang.org/x/term"
@@ -100,8 +101,8 @@ func rollbackOnly(ctx context.Context, cmd *cli.Command) error {
 		return err
 	}
 	bin := cmd.String(flagPM2)
-	found, err := setup.Recover(ctx, cmd.String(flagStateDir), setup.Options{
-		Logger: log, PM2: func(home string) setup.PM2 { return setup.NewPM2(bin, home) },
+	found, err := pipeline.Recover(ctx, cmd.String(flagStateDir), pipeline.Options{
+		Logger: log, PM2: func(home string) pipeline.PM2 { return pipeline.NewPM2(bin, home) },
 	})
 	if err != nil {
 		return err
@@ -150,7 +151,7 @@ func runPipeline(ctx context.Context, cmd *cli.Command, cfg *config.Config) erro
 		return err
 	}
 
-	plan, opts, err := newPipeline(cmd, cfg, log)
+	ob, err := newOnboarding(cmd, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -158,23 +159,23 @@ func runPipeline(ctx context.Context, cmd *cli.Command, cfg *config.Config) erro
 	if tty {
 		prog = newProgress(out, color, terminalWidth(out))
 	}
-	opts.Observe = func(e setup.Event) {
-		learnSecrets(secrets, plan, e)
+	ob.opts.Observe = func(e pipeline.Event) {
+		learnSecrets(secrets, ob.box, e)
 		if prog != nil {
 			prog.Observe(e)
 		}
 	}
-	res, err := setup.Run(ctx, plan, opts)
+	res, err := pipeline.Run(ctx, ob.plan, ob.opts)
 	if prog != nil {
 		prog.Close()
 	}
-	if res != nil && len(res.Health) > 0 {
-		printHealth(out, res.Health)
+	if len(ob.box.Health) > 0 {
+		printHealth(out, ob.box.Health)
 	}
 	if err != nil {
 		return errors.New(secrets.String(err.Error()))
 	}
-	if opts.DryRun {
+	if ob.opts.DryRun {
 		if !tty {
 			printPlan(out, res)
 		}
@@ -183,7 +184,7 @@ func runPipeline(ctx context.Context, cmd *cli.Command, cfg *config.Config) erro
 	if err := saveConfig(stateDir, cfg); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "onboarding finished in %s: %d services healthy\n", res.Duration.Round(100*time.Millisecond), countHealthy(res.Health))
+	fmt.Fprintf(out, "onboarding finished in %s: %d services healthy\n", res.Duration.Round(100*time.Millisecond), countHealthy(ob.box.Health))
 	return nil
 }
 
@@ -197,9 +198,9 @@ func newSecrets(cfg *config.Config) *redact.Secrets {
 }
 
 // learnSecrets adds the secrets of a freshly written .env to secrets.
-func learnSecrets(secrets *redact.Secrets, plan *setup.Plan, e setup.Event) {
-	if e.Step.ID == setup.StepEnv && e.Status == setup.StatusDone {
-		secrets.Add(envSecrets(plan.Config, plan.EnvFile())...)
+func learnSecrets(secrets *redact.Secrets, box *setup.Box, e pipeline.Event) {
+	if e.Step.ID == setup.StepEnv && e.Status == pipeline.StatusDone {
+		secrets.Add(envSecrets(box.Config, box.EnvFile())...)
 	}
 }
 
@@ -217,27 +218,38 @@ func envSecrets(cfg *config.Config, path string) []string {
 	return env.Secrets()
 }
 
-// newPipeline resolves the plan and options of a pipeline run from the flags.
-func newPipeline(cmd *cli.Command, cfg *config.Config, log *slog.Logger) (*setup.Plan, setup.Options, error) {
+// onboarding is one pipeline run of the LivOS recipe: the box, its plan and the options.
+type onboarding struct {
+	box  *setup.Box
+	plan *pipeline.Plan
+	opts pipeline.Options
+}
+
+// newOnboarding resolves the box, plan and options of a pipeline run from the flags.
+func newOnboarding(cmd *cli.Command, cfg *config.Config, log *slog.Logger) (*onboarding, error) {
 	stateDir, err := filepath.Abs(cmd.String(flagStateDir))
 	if err != nil {
-		return nil, setup.Options{}, err
+		return nil, err
 	}
 	home, err := pm2Home(cmd)
 	if err != nil {
-		return nil, setup.Options{}, err
+		return nil, err
 	}
-	plan := &setup.Plan{
-		Config: cfg, Livos: cfg.Paths.LivosBaseDir, Nexus: cfg.Paths.NexusBaseDir,
-		StateDir: stateDir, PM2Home: home, Path: toolPath(cmd), Home: commandHome(stateDir),
-		RotateSecrets: cmd.Bool(flagRotateSecrets), Steps: setup.LivOSSteps(),
+	box, err := setup.NewBox(cfg, stateDir, home)
+	if err != nil {
+		return nil, err
 	}
+	box.RotateSecrets = cmd.Bool(flagRotateSecrets)
+	if exe, err := os.Executable(); err == nil {
+		box.Launcher = exe
+	}
+	plan := box.Plan(toolPath(cmd), commandHome(stateDir), setup.ToolEnv(os.Environ()))
 	bin := cmd.String(flagPM2)
-	opts := setup.Options{
+	opts := pipeline.Options{
 		Logger: log, DryRun: cmd.Bool(flagDryRun), Jobs: int(cmd.Int(flagJobs)),
-		PM2: func(home string) setup.PM2 { return setup.NewPM2(bin, home) },
+		PM2: func(home string) pipeline.PM2 { return pipeline.NewPM2(bin, home) },
 	}
-	return plan, opts, nil
+	return &onboarding{box: box, plan: plan, opts: opts}, nil
 }
 
 // commandHome is HOME for the pipeline's commands: the caller's, or (under systemd, where
@@ -262,8 +274,11 @@ func printHealth(w io.Writer, hs []setup.HealthResult) {
 	fmt.Fprintln(tw, "SERVICE\tCHECK\tHEALTHY\tAFTER\tLATENCY\tDETAIL")
 	for _, h := range hs {
 		ok := "no"
-		if h.OK {
+		switch {
+		case h.OK:
 			ok = "yes"
+		case h.Skipped:
+			ok = "skipped"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", h.Service, h.Probe, ok,
 			h.After.Round(10*time.Millisecond), h.Latency.Round(100*time.Microsecond), h.Detail)
@@ -271,12 +286,12 @@ func printHealth(w io.Writer, hs []setup.HealthResult) {
 	tw.Flush()
 }
 
-func printPlan(w io.Writer, res *setup.Result) {
+func printPlan(w io.Writer, res *pipeline.Result) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "#\tSTEP\tWOULD\tOPTIONAL\tUNDO")
 	for i, s := range res.Steps {
 		would := "run"
-		if s.Status == setup.StatusSkipped {
+		if s.Status == pipeline.StatusSkipped {
 			would = "skip (unchanged)"
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%v\t%s\n", i+1, s.Step.Title, would, s.Step.Optional, s.Step.Undo)

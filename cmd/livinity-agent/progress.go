@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/livinity/livinity-agent/setup"
+	"github.com/livinity/livinity-agent/pipeline"
 )
 
 // progress draws the pipeline on a terminal: a finished line per step, and one live line
@@ -75,27 +75,27 @@ func (p *progress) Close() {
 }
 
 // Observe is the pipeline's observer.
-func (p *progress) Observe(e setup.Event) {
+func (p *progress) Observe(e pipeline.Event) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.total = e.Total
 	counter := fmt.Sprintf("[%*d/%d]", len(fmt.Sprint(e.Total)), e.Index, e.Total)
 	switch e.Status {
-	case setup.StatusRunning:
+	case pipeline.StatusRunning:
 		p.running[e.Index] = runningStep{title: e.Step.Title, since: time.Now()}
 		p.drawLive()
 		return
-	case setup.StatusPending:
+	case pipeline.StatusPending:
 		p.line(" ", "", counter, e.Step.Title, "would run")
-	case setup.StatusSkipped:
+	case pipeline.StatusSkipped:
 		p.line("–", "2", counter, e.Step.Title, "unchanged, skipped")
-	case setup.StatusDone:
+	case pipeline.StatusDone:
 		p.line("✓", "32", counter, e.Step.Title, e.Elapsed.Round(100*time.Millisecond).String())
-	case setup.StatusWarned:
+	case pipeline.StatusWarned:
 		p.line("!", "33", counter, e.Step.Title, "optional step failed, undone: "+firstLine(e.Err))
-	case setup.StatusFailed:
+	case pipeline.StatusFailed:
 		p.line("✗", "31", counter, e.Step.Title, "failed after "+e.Elapsed.Round(100*time.Millisecond).String())
-	case setup.StatusCanceled:
+	case pipeline.StatusCanceled:
 		p.line("·", "2", counter, e.Step.Title, "canceled")
 	}
 	delete(p.running, e.Index)

@@ -13,8 +13,7 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/livinity/livinity-agent/internal/redact"
 	"github.com/livinity/livinity-agent/metrics"
-	"github.com/livinity/livinity-agent/setup"
-	"github.com/livinity/livinity-agent/setup/config"
+	"github.com/livinity/livinity-agent/pipeline"
 	"github.com/livinity/livinity-agent/supervisor"
 	"github.com/livinity/livinity-agent/supervisor/state"
 	"github.com/livinity/livinity-agent/supervisor/statusapi"
@@ -51,7 +50,7 @@ func runAgent(ctx context.Context, cmd *cli.Command) error {
 		return err
 	}
 	log := slog.New(redact.NewHandler(baseLog.Handler(), secrets))
-	store := state.New(state.Agent{Version: version, Started: time.Now()}, config.ServiceNames)
+	store := state.New(state.Agent{Version: version, Started: time.Now()}, cfg.ServiceNames())
 	notifier := systemd.NewNotifier(log)
 	listen := cmd.String(flagMetricsListen)
 	if listen == "" {
@@ -65,7 +64,7 @@ func runAgent(ctx context.Context, cmd *cli.Command) error {
 		return fmt.Errorf("create runtime dir (--runtime-dir): %w", err)
 	}
 
-	plan, opts, err := newPipeline(cmd, cfg, log)
+	ob, err := newOnboarding(cmd, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -91,18 +90,18 @@ func runAgent(ctx context.Context, cmd *cli.Command) error {
 	g.Go(func() error { return notifier.RunStatus(gctx, store) })
 	g.Go(func() error {
 		defer notifier.Stopping()
-		if !onboardUntilDone(gctx, cfg, plan, opts, store, secrets, notifier, log) {
+		if !onboardUntilDone(gctx, ob, store, secrets, notifier, log) {
 			return nil // stopped while onboarding
 		}
 		s, err := supervisor.New(supervisor.Options{
-			Config: cfg, PM2Home: plan.PM2Home, PM2Bin: cmd.String(flagPM2), Ecosystem: plan.EcosystemFile(),
+			Config: cfg, PM2Home: ob.plan.PM2Home, PM2Bin: cmd.String(flagPM2), Ecosystem: ob.box.EcosystemFile(),
 			Store: store, Logger: log, Observer: m,
 		})
 		if err != nil {
 			return err
 		}
 		sup.Store(s)
-		log.Info("supervising", "services", len(config.ServiceNames), "pm2Home", plan.PM2Home, "metrics", listen)
+		log.Info("supervising", "services", len(cfg.ServiceNames()), "pm2Home", ob.plan.PM2Home, "metrics", listen)
 		notifier.Ready()
 		return s.Run(gctx)
 	})
@@ -119,12 +118,12 @@ func runAgent(ctx context.Context, cmd *cli.Command) error {
 // agent tells systemd it is up: it keeps serving status and metrics, where the failure is
 // visible (setup.ok false, livinity_setup_last_run_success 0). It reports false when ctx
 // ended first.
-func onboardUntilDone(ctx context.Context, cfg *config.Config, plan *setup.Plan, opts setup.Options,
+func onboardUntilDone(ctx context.Context, ob *onboarding,
 	store *state.Store, secrets *redact.Secrets, notifier *systemd.Notifier, log *slog.Logger) bool {
 	retry := backoff.NewExponentialBackOff(backoff.WithInitialInterval(time.Minute),
 		backoff.WithMaxInterval(30*time.Minute), backoff.WithMaxElapsedTime(0))
 	for {
-		err := onboardIfNeeded(ctx, cfg, plan, opts, store, secrets, notifier, log)
+		err := onboardIfNeeded(ctx, ob, store, secrets, notifier, log)
 		if err == nil {
 			return true
 		}
@@ -145,12 +144,13 @@ func onboardUntilDone(ctx context.Context, cfg *config.Config, plan *setup.Plan,
 // onboardIfNeeded runs the pipeline when the box was never onboarded, when the config
 // changed since the last successful run, or when the last run failed; otherwise it adopts
 // the running services. An interrupted run is always finished first.
-func onboardIfNeeded(ctx context.Context, cfg *config.Config, plan *setup.Plan, opts setup.Options,
+func onboardIfNeeded(ctx context.Context, ob *onboarding,
 	store *state.Store, secrets *redact.Secrets, notifier *systemd.Notifier, log *slog.Logger) error {
-	if _, err := setup.Recover(ctx, plan.StateDir, opts); err != nil {
+	cfg, plan, opts := ob.box.Config, ob.plan, ob.opts
+	if _, err := pipeline.Recover(ctx, plan.StateDir, opts); err != nil {
 		return err
 	}
-	last, ok, err := setup.LoadLastRun(plan.StateDir)
+	last, ok, err := pipeline.LoadLastRun(plan.StateDir)
 	if err != nil {
 		return err
 	}
@@ -171,9 +171,9 @@ func onboardIfNeeded(ctx context.Context, cfg *config.Config, plan *setup.Plan, 
 		return nil
 	}
 	log.Info("running the onboarding pipeline", "why", reason)
-	opts.Observe = func(e setup.Event) {
-		learnSecrets(secrets, plan, e)
-		if e.Status == setup.StatusRunning {
+	opts.Observe = func(e pipeline.Event) {
+		learnSecrets(secrets, ob.box, e)
+		if e.Status == pipeline.StatusRunning && e.Note == "" {
 			step := fmt.Sprintf("step %d/%d %s", e.Index, e.Total, e.Step.Title)
 			store.UpdateAgent(func(a *state.Agent) { a.Setup.Step = step })
 			notifier.Status("onboarding: " + step)
@@ -181,7 +181,7 @@ func onboardIfNeeded(ctx context.Context, cfg *config.Config, plan *setup.Plan, 
 			notifier.ExtendTimeout(max(e.Step.Timeout, cfg.Agent.HealthTimeout()) + time.Minute)
 		}
 	}
-	res, err := setup.Run(ctx, plan, opts)
+	res, err := pipeline.Run(ctx, plan, opts)
 	setupState := state.Setup{Ran: true, OK: err == nil, At: time.Now()}
 	if res != nil {
 		setupState.DurationSeconds = res.Duration.Seconds()

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/livinity/livinity-agent/internal/testenv"
-	"github.com/livinity/livinity-agent/setup/config"
+	"github.com/livinity/livinity-agent/config"
 	"github.com/livinity/livinity-agent/supervisor/statusapi"
 )
 

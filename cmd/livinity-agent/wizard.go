@@ -17,7 +17,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/livinity/livinity-agent/internal/atomicfile"
-	"github.com/livinity/livinity-agent/setup/config"
+	"github.com/livinity/livinity-agent/config"
 )
 
 const flagOutput = "output"

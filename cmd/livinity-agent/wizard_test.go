@@ -17,7 +17,7 @@ import (
 	"github.com/creack/pty"
 
 	"github.com/livinity/livinity-agent/internal/testenv"
-	"github.com/livinity/livinity-agent/setup/config"
+	"github.com/livinity/livinity-agent/config"
 	"github.com/livinity/livinity-agent/setup/envfile"
 )
 

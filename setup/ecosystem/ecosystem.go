@@ -1,5 +1,5 @@
-// Package ecosystem describes the five LivOS PM2 apps as data and renders them as a PM2
-// ecosystem file. Every value is encoded as JSON, which is valid JavaScript, so paths with
+// Package ecosystem turns the service catalog into PM2 app definitions and renders them
+// as a PM2 ecosystem file. Every value is encoded as JSON, which is valid JavaScript, so paths with
 // quotes, spaces or $(...) are data and never code.
 package ecosystem
 
@@ -13,7 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 
-	"github.com/livinity/livinity-agent/setup/config"
+	"github.com/livinity/livinity-agent/config"
 )
 
 // App is one entry of an ecosystem file's apps array; the JSON names are PM2's.
@@ -23,11 +23,14 @@ type App struct {
 	// `bash -c <script>`, so an absolute path under a base directory with a space (or a
 	// `$(...)`) would be executed by a shell; the relative paths never hold one.
 	Script      string   `json:"script"`
-	Interpreter string   `json:"interpreter"`
-	Args        []string `json:"args,omitempty"`
-	Cwd         string   `json:"cwd"`
+	Interpreter string `json:"interpreter"`
+	// NodeArgs go to the interpreter before the script: `--env-file=<.env>` gives the
+	// service the .env in its environment while PM2 only ever sees the file's path.
+	NodeArgs []string `json:"node_args,omitempty"`
+	Args     []string `json:"args,omitempty"`
+	Cwd      string   `json:"cwd"`
 	// Env holds only non-secret settings: PM2 shows an app's env in `pm2 show` and
-	// `pm2 jlist`. The services read their secrets from the .env file.
+	// `pm2 jlist`. The secrets reach the service through NodeArgs.
 	Env                    map[string]string `json:"env"`
 	MaxMemoryRestart       string            `json:"max_memory_restart"`
 	ExpBackoffRestartDelay int               `json:"exp_backoff_restart_delay"`
@@ -39,12 +42,16 @@ type App struct {
 	Time                   bool              `json:"time"`
 }
 
-// Options are the interpreters to use where the config does not fix one.
+// Options are what the apps need beyond the config.
 type Options struct {
-	// Node is the node binary for the Nexus apps; "" means "node" looked up on PATH by PM2.
+	// Node is the node binary; "" means "node" looked up on PATH by PM2.
 	Node string
-	// Python is the python for nexus-memory when its venv does not exist; "" means "python3".
+	// Python is the python for a python service whose venv does not exist; "" means
+	// "python3".
 	Python string
+	// Launcher is the livinity-agent binary, which starts a python service with the .env
+	// in its environment (`livinity-agent exec-env`); python has no --env-file.
+	Launcher string
 }
 
 const (
@@ -58,67 +65,100 @@ func LogDir(cfg *config.Config) string {
 	return filepath.Join(cfg.Paths.LivosBaseDir, "logs")
 }
 
-// MemoryVenvPython is the interpreter nexus-memory uses once its venv is built.
-func MemoryVenvPython(cfg *config.Config) string {
-	return filepath.Join(cfg.Paths.NexusBaseDir, "packages", "memory", "venv", "bin", "python3")
+// EnvFile is the LivOS .env every app gets in its environment.
+func EnvFile(cfg *config.Config) string {
+	return filepath.Join(cfg.Paths.LivosBaseDir, ".env")
 }
 
-// Apps returns the five LivOS apps in config.ServiceNames order. Each restarts above its
-// service's memory limit (agent.services.<name>.memoryLimitMB, default 500). nexus-memory
-// runs on its venv's python when that file exists, else on opts.Python.
-func Apps(cfg *config.Config, opts Options) []App {
-	livos, nexus := cfg.Paths.LivosBaseDir, cfg.Paths.NexusBaseDir
+// PackageDir is the directory of a service's package.
+func PackageDir(cfg *config.Config, d config.ServiceDef) string {
+	return filepath.Join(cfg.TreeDir(d.Tree), "packages", d.Package)
+}
+
+// Cwd is a service's working directory.
+func Cwd(cfg *config.Config, d config.ServiceDef) string {
+	if d.Cwd == config.CwdPackage {
+		return PackageDir(cfg, d)
+	}
+	return cfg.TreeDir(d.Tree)
+}
+
+// VenvPython is the interpreter of a python service once its venv is built.
+func VenvPython(cfg *config.Config, d config.ServiceDef) string {
+	return filepath.Join(PackageDir(cfg, d), "venv", "bin", "python3")
+}
+
+// Tsx is the tsx of a tsx service: its package's own, else the tree's.
+func Tsx(cfg *config.Config, d config.ServiceDef) string {
+	own := filepath.Join(PackageDir(cfg, d), "node_modules", ".bin", "tsx")
+	if _, err := os.Stat(own); err == nil {
+		return own
+	}
+	if root := filepath.Join(cfg.TreeDir(d.Tree), "node_modules", ".bin", "tsx"); fileExists(root) {
+		return root
+	}
+	return own
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+// Apps returns the PM2 apps of defs, in their order. Each restarts above its service's
+// memory limit (agent.services.<name>.memoryLimitMB, default 500) and gets the .env in
+// its environment without PM2 holding any of it.
+func Apps(cfg *config.Config, defs []config.ServiceDef, opts Options) []App {
 	node := opts.Node
 	if node == "" {
 		node = "node"
 	}
-	python := MemoryVenvPython(cfg)
-	if _, err := os.Stat(python); err != nil {
-		python = opts.Python
-		if python == "" {
-			python = "python3"
-		}
-	}
-	app := func(name, interpreter, script string, args []string, cwd, portKey string, port int) App {
+	envArg := "--env-file=" + EnvFile(cfg)
+	logs := LogDir(cfg)
+	apps := make([]App, 0, len(defs))
+	for _, d := range defs {
+		port := cfg.Ports.PortOf(d.Port)
 		env := map[string]string{"NODE_ENV": "production"}
-		if portKey != "" {
-			env[portKey] = strconv.Itoa(port)
+		if d.PortEnv != "" && port != 0 {
+			env[d.PortEnv] = strconv.Itoa(port)
 		}
-		limitMB := cfg.ServiceSettings(name).MemoryLimitBytes >> 20
-		logs := LogDir(cfg)
-		return App{
-			Name:                   name,
-			Script:                 script,
-			Interpreter:            interpreter,
-			Args:                   args,
-			Cwd:                    cwd,
-			Env:                    env,
-			MaxMemoryRestart:       strconv.FormatUint(limitMB, 10) + "M",
+		cwd := Cwd(cfg, d)
+		// relative to cwd: PM2 runs a script path with a space through bash -c
+		script, _ := filepath.Rel(cwd, filepath.Join(PackageDir(cfg, d), filepath.FromSlash(d.Script)))
+		args := make([]string, len(d.Args))
+		for i, a := range d.Args {
+			args[i] = cfg.Expand(a, port)
+		}
+		if len(args) == 0 {
+			args = nil
+		}
+		a := App{
+			Name: d.Name, Script: script, Args: args, Cwd: cwd, Env: env,
+			MaxMemoryRestart:       strconv.FormatUint(cfg.ServiceSettings(d.Name).MemoryLimitBytes>>20, 10) + "M",
 			ExpBackoffRestartDelay: expBackoffRestartDelayMS,
 			Autorestart:            true,
 			KillTimeout:            killTimeoutMS,
-			OutFile:                filepath.Join(logs, name+"-out.log"),
-			ErrorFile:              filepath.Join(logs, name+"-error.log"),
-			LogFile:                filepath.Join(logs, name+"-combined.log"),
+			OutFile:                filepath.Join(logs, d.Name+"-out.log"),
+			ErrorFile:              filepath.Join(logs, d.Name+"-error.log"),
+			LogFile:                filepath.Join(logs, d.Name+"-combined.log"),
 			Time:                   true,
 		}
+		switch d.Kind {
+		case config.RunTsx:
+			a.Interpreter, a.NodeArgs = Tsx(cfg, d), []string{envArg}
+		case config.RunPython:
+			python := VenvPython(cfg, d)
+			if !fileExists(python) {
+				python = opts.Python
+				if python == "" {
+					python = "python3"
+				}
+			}
+			a.Interpreter = opts.Launcher
+			a.NodeArgs = []string{"exec-env", "--env-file", EnvFile(cfg), "--", python}
+		default:
+			a.Interpreter, a.NodeArgs = node, []string{envArg}
+		}
+		apps = append(apps, a)
 	}
-	nexusScript := func(pkg string) string {
-		return filepath.Join("packages", pkg, "dist", "index.js")
-	}
-	return []App{
-		app("livos",
-			filepath.Join(livos, "node_modules", ".bin", "tsx"),
-			filepath.Join("packages", "livinityd", "source", "cli.ts"),
-			[]string{"--data-directory", filepath.Join(livos, "data"), "--port", strconv.Itoa(cfg.Ports.Livos)},
-			livos, "LIVOS_PORT", cfg.Ports.Livos),
-		app("nexus-core", node, nexusScript("core"), nil, nexus, "API_PORT", cfg.Ports.API),
-		app("nexus-worker", node, nexusScript("worker"), nil, nexus, "", 0),
-		app("nexus-memory", python,
-			filepath.Join("packages", "memory", "src", "server.py"),
-			nil, nexus, "MEMORY_PORT", cfg.Ports.Memory),
-		app("nexus-mcp", node, nexusScript("mcp-server"), nil, nexus, "MCP_PORT", cfg.Ports.MCP),
-	}
+	return apps
 }
 
 // ScriptPath is the absolute path of the app's script.

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/livinity/livinity-agent/internal/testenv"
-	"github.com/livinity/livinity-agent/setup/config"
+	"github.com/livinity/livinity-agent/config"
 )
 
 func testConfig(livos, nexus string) *config.Config {
@@ -68,8 +68,8 @@ func TestApps(t *testing.T) {
 		t.Errorf("Apps =\n%s\nwant\n%s", got, exp)
 	}
 	for i, a := range apps {
-		if a.Name != config.ServiceNames[i] {
-			t.Errorf("app %d is %s, want %s", i, a.Name, config.ServiceNames[i])
+		if a.Name != config.Default().ServiceNames()[i] {
+			t.Errorf("app %d is %s, want %s", i, a.Name, config.Default().ServiceNames()[i])
 		}
 	}
 	rendered, err := Render(apps)

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/url"
 	"os"
 	"slices"
@@ -18,7 +19,7 @@ import (
 	"syscall"
 
 	"github.com/livinity/livinity-agent/internal/atomicfile"
-	"github.com/livinity/livinity-agent/setup/config"
+	"github.com/livinity/livinity-agent/config"
 )
 
 // The keys the agent manages, in the order they are written. Keys of unconfigured
@@ -179,6 +180,20 @@ func Build(cfg *config.Config, existing map[string]string, rotate bool, rnd io.R
 		addIf(KeyGmailSecret, g.ClientSecret)
 	}
 	add(KeyNodeEnv, "production")
+	// the catalog's path keys (NEXUS_LOGS_DIR, MEMORY_DATA_DIR, ...): the services default
+	// them to /opt/nexus whatever the trees' paths, so a tree elsewhere needs them; a key
+	// the file already has is the operator's and is kept below
+	defaults := map[string]string{}
+	for _, d := range cfg.Services() {
+		for k, v := range d.Env {
+			if _, ok := existing[k]; !ok && !slices.Contains(managedKeys, k) {
+				defaults[k] = cfg.Expand(v, 0)
+			}
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(defaults)) {
+		add(k, defaults[k])
+	}
 
 	var extra []string
 	for k := range existing {

@@ -16,7 +16,7 @@ import (
 	"testing"
 
 	"github.com/livinity/livinity-agent/internal/testenv"
-	"github.com/livinity/livinity-agent/setup/config"
+	"github.com/livinity/livinity-agent/config"
 )
 
 func testConfig() *config.Config {

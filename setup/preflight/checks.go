@@ -19,7 +19,7 @@ import (
 	"github.com/shirou/gopsutil/v4/disk"
 	"github.com/shirou/gopsutil/v4/mem"
 
-	"github.com/livinity/livinity-agent/setup/config"
+	"github.com/livinity/livinity-agent/config"
 )
 
 // gb is the unit of MinDiskGB and MinRAMGB: decimal gigabytes, as machines are sold.

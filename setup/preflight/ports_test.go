@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/livinity/livinity-agent/internal/testenv"
-	"github.com/livinity/livinity-agent/setup/config"
+	"github.com/livinity/livinity-agent/config"
 )
 
 func portsConfig(t *testing.T, livos int) *config.Config {

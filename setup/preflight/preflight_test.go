@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/livinity/livinity-agent/internal/testenv"
-	"github.com/livinity/livinity-agent/setup/config"
+	"github.com/livinity/livinity-agent/config"
 )
 
 func testConfig(t *testing.T, minNode int, minDisk, minRAM float64) *config.Config {

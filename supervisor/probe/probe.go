@@ -29,6 +29,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/livinity/livinity-agent/config"
 )
 
 // Probe kinds accepted in Spec.Kind.
@@ -300,4 +302,9 @@ func Shared(check CheckFunc, fresh time.Duration) CheckFunc {
 		}
 		return r
 	}
+}
+
+// FromConfig turns a resolved setup.json probe into a probe spec (loopback host).
+func FromConfig(p config.Probe) Spec {
+	return Spec{Kind: p.Kind, Port: p.Port, Path: p.Path, ExpectStatus: p.ExpectStatus, BodyContains: p.BodyContains}
 }

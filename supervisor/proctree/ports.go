@@ -105,3 +105,18 @@ func (s *Sampler) listeners(path string, port int, inodes map[string]bool) error
 	}
 	return sc.Err()
 }
+
+// OwnsPort reports whether the process tree rooted at pid holds the socket listening on
+// TCP port: the one ownership check of onboarding's health verification and of the
+// supervisor's probes. A pid that is gone owns nothing.
+func (s *Sampler) OwnsPort(pid int32, port int) (bool, []int32, error) {
+	if pid <= 0 {
+		return false, nil, nil
+	}
+	u, err := s.Memory(pid)
+	if err != nil {
+		return false, nil, nil
+	}
+	ok, err := s.PortOwned(port, u.PIDs)
+	return ok, u.PIDs, err
+}

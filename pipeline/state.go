@@ -1,4 +1,4 @@
-package setup
+package pipeline
 
 import (
 	"crypto/sha256"
@@ -88,8 +88,8 @@ func saveLastRun(stateDir string, run LastRun) error {
 	return atomicfile.WriteFile(filepath.Join(stateDir, lastRunFile), append(b, '\n'), 0o600)
 }
 
-// combine makes a step's fingerprint from its own key and its dependencies' fingerprints.
-func combine(id, key string, deps []string) string {
+// Combine makes a step's fingerprint from its own key and its dependencies' fingerprints.
+func Combine(id, key string, deps []string) string {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\x00%s\x00", id, key)
 	for _, d := range deps {
@@ -101,9 +101,9 @@ func combine(id, key string, deps []string) string {
 // skipDirs are never part of an input fingerprint: they are outputs or caches.
 var skipDirs = map[string]bool{"node_modules": true, "dist": true, "venv": true, ".venv": true, "__pycache__": true, ".git": true}
 
-// hashPaths hashes files and directory trees (relative names, modes, contents, link
+// HashPaths hashes files and directory trees (relative names, modes, contents, link
 // targets), skipping output and cache directories. A missing path hashes as missing.
-func hashPaths(paths ...string) (string, error) {
+func HashPaths(paths ...string) (string, error) {
 	h := sha256.New()
 	for _, root := range paths {
 		fmt.Fprintf(h, "root %s\n", root)
@@ -154,37 +154,10 @@ func hashPaths(paths ...string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// globSorted returns the sorted matches of pattern (no error for a bad pattern: none).
-func globSorted(pattern string) []string {
+// GlobSorted returns the sorted matches of pattern (no error for a bad pattern: none).
+func GlobSorted(pattern string) []string {
 	m, _ := filepath.Glob(pattern)
 	sort.Strings(m)
 	return m
 }
 
-// appPrints maps a PM2 app name to the fingerprint of the definition it was started with.
-type appPrints map[string]string
-
-const appPrintsFile = "apps.json"
-
-func loadAppPrints(stateDir string) (appPrints, error) {
-	b, err := os.ReadFile(filepath.Join(stateDir, appPrintsFile))
-	if errors.Is(err, fs.ErrNotExist) {
-		return appPrints{}, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read app fingerprints: %w", err)
-	}
-	ap := appPrints{}
-	if err := json.Unmarshal(b, &ap); err != nil {
-		return appPrints{}, nil
-	}
-	return ap, nil
-}
-
-func saveAppPrints(stateDir string, ap appPrints) error {
-	b, err := json.MarshalIndent(ap, "", "  ")
-	if err != nil {
-		return err
-	}
-	return atomicfile.WriteFile(filepath.Join(stateDir, appPrintsFile), append(b, '\n'), 0o600)
-}

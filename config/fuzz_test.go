@@ -59,7 +59,7 @@ func FuzzParse(f *testing.F) {
 		if !reflect.DeepEqual(back, c) || back.Fingerprint() != c.Fingerprint() {
 			t.Fatalf("round trip changed the config:\n%+v\nwant\n%+v", back, c)
 		}
-		for _, name := range ServiceNames {
+		for _, name := range Default().ServiceNames() {
 			s := c.ServiceSettings(name)
 			if s.Probe.Kind == "" || s.Liveness.PeriodSeconds <= 0 || s.Startup.FailureThreshold < 1 || s.MemoryLimitBytes == 0 {
 				t.Fatalf("ServiceSettings(%s) = %+v; not fully resolved", name, s)

@@ -1,8 +1,9 @@
-// Package setup is the onboarding pipeline: the steps that turn a LivOS source tree into
-// running PM2 services, run in dependency order (independent steps in parallel), journaled
-// so that a failure — or a crash — is undone in reverse order, and incremental so that a
-// re-run with nothing changed does nothing.
-package setup
+// Package pipeline is the journaled step engine: steps run in dependency order
+// (independent steps in parallel), every change journaled before it is made so that a
+// failure — or a crash — is undone in reverse order, and incremental so that a re-run with
+// nothing changed does nothing. It knows no step by name; the LivOS recipe is package
+// setup.
+package pipeline
 
 import (
 	"context"
@@ -10,34 +11,49 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
 
-	"github.com/livinity/livinity-agent/setup/config"
-	"github.com/livinity/livinity-agent/setup/journal"
+	"github.com/livinity/livinity-agent/pipeline/journal"
 )
 
 // Plan is everything a run needs, resolved before anything is written.
 type Plan struct {
-	Config *config.Config
-	// Livos and Nexus are the two trees (from Config.Paths).
-	Livos, Nexus string
 	// StateDir holds the journal, fingerprints, step logs and the last result.
 	StateDir string
 	// PM2Home is the PM2 daemon home every pm2 call uses; never implied.
 	PM2Home string
-	// Path is the PATH for every command the pipeline runs (pnpm, npm, node, python3, pm2).
+	// Path is the PATH for every command the pipeline runs.
 	Path string
 	// Home is HOME for those commands (npm and pnpm caches live there).
 	Home string
-	// RotateSecrets replaces the secrets of an existing .env.
-	RotateSecrets bool
+	// Env is further environment for every command (a package manager's proxy and CA
+	// settings); never secrets, which PM2 would copy into its apps.
+	Env []string
 	// Steps in display order.
 	Steps []*Step
+	// Fingerprint identifies the inputs of the whole run; it is saved with the last run.
+	Fingerprint string
+	// KeepOnFailure are directories (the services' logs) copied into the state directory
+	// before a failed run is rolled back, which may remove them.
+	KeepOnFailure []string
+
+	status func(id string) Status // set while the plan runs
+}
+
+// StepStatus is how step id has ended so far while the plan runs ("" before, and for a
+// step the run has not reached).
+func (p *Plan) StepStatus(id string) Status {
+	if p.status == nil {
+		return ""
+	}
+	return p.status(id)
 }
 
 // Status is how a step ended.
@@ -52,7 +68,11 @@ const (
 	StatusWarned   Status = "warned"   // an optional step failed; it was undone
 	StatusFailed   Status = "failed"   // the run failed here
 	StatusCanceled Status = "canceled" // another step failed first
+	StatusNotRun   Status = "not run"  // a step it needs did not succeed
 )
+
+// Succeeded reports whether a step in this status did its work (or had it in place).
+func (s Status) Succeeded() bool { return s == StatusDone || s == StatusSkipped }
 
 // Event reports progress to an observer (terminal UI, log, sd_notify status).
 type Event struct {
@@ -94,8 +114,16 @@ type Result struct {
 	Duration time.Duration
 	// RolledBack is true when the run failed and its changes were undone.
 	RolledBack bool
-	// Health is the verification table, when the verify step ran.
-	Health []HealthResult
+}
+
+// Status returns how step id ended in this run ("" when it is not a step of the run).
+func (r *Result) Status(id string) Status {
+	for _, s := range r.Steps {
+		if s.Step.ID == id {
+			return s.Status
+		}
+	}
+	return ""
 }
 
 // ErrRolledBack wraps a failed run's error after its changes were undone.
@@ -128,6 +156,7 @@ func Run(ctx context.Context, plan *Plan, opts Options) (*Result, error) {
 	}
 	r := &runner{plan: plan, opts: opts, log: log, prints: prints, start: time.Now()}
 	r.res = &Result{RunID: newRunID()}
+	plan.status = r.status
 	if opts.DryRun {
 		return r.dryRun(ctx)
 	}
@@ -139,6 +168,9 @@ func Run(ctx context.Context, plan *Plan, opts Options) (*Result, error) {
 	r.res.Duration = time.Since(r.start)
 	if runErr != nil {
 		log.Error("onboarding failed; rolling back", "err", runErr)
+		if kept := r.keepLogs(); kept != "" {
+			runErr = fmt.Errorf("%w\n    logs of the failed run (steps and services) kept in %s", runErr, kept)
+		}
 		if err := rollback(context.WithoutCancel(ctx), r.j, opts, log); err != nil {
 			return r.res, fmt.Errorf("%w (rollback incomplete: %v)", runErr, err)
 		}
@@ -198,7 +230,6 @@ type runner struct {
 
 	mu       sync.Mutex
 	newPrint fingerprints // fingerprints of this run, saved on success
-	health   []HealthResult
 }
 
 func (r *runner) index(id string) int {
@@ -217,8 +248,8 @@ func (r *runner) emit(i int, st Status, elapsed time.Duration, err error, note s
 	r.opts.Observe(Event{Index: i + 1, Total: len(r.plan.Steps), Step: r.plan.Steps[i], Status: st, Elapsed: elapsed, Err: err, Note: note})
 }
 
-// runSteps runs every step as soon as the steps it depends on are done; independent steps
-// run in parallel. The first failure of a required step cancels the others.
+// runSteps runs every step as soon as the steps it waits for have ended; independent
+// steps run in parallel. The first failure of a required step cancels the others.
 func (r *runner) runSteps(ctx context.Context) error {
 	steps := r.plan.Steps
 	if err := checkGraph(steps); err != nil {
@@ -243,11 +274,19 @@ func (r *runner) runSteps(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			defer close(done[i])
-			for _, dep := range s.After {
+			for _, dep := range append(slices.Clone(s.After), s.Wait...) {
 				select {
 				case <-done[r.index(dep)]:
 				case <-ctx.Done():
 				}
+			}
+			if ctx.Err() != nil {
+				r.setResult(i, StatusCanceled, 0, nil)
+				return
+			}
+			if err := r.unmet(s); err != nil {
+				r.notRun(ctx, cancel, i, err)
+				return
 			}
 			select {
 			case slots <- struct{}{}:
@@ -272,18 +311,59 @@ func (r *runner) runSteps(ctx context.Context) error {
 	return nil
 }
 
+// unmet names the first dependency of s that did not succeed, with why.
+func (r *runner) unmet(s *Step) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, dep := range s.After {
+		d := r.res.Steps[r.index(dep)]
+		if d.Status.Succeeded() {
+			continue
+		}
+		if d.Err != nil {
+			return fmt.Errorf("needs step %s, which %s: %w", dep, d.Status, d.Err)
+		}
+		return fmt.Errorf("needs step %s, which %s", dep, d.Status)
+	}
+	return nil
+}
+
+// notRun ends step i without running it because a step it needs did not succeed; a
+// required step fails the run with that reason.
+func (r *runner) notRun(ctx context.Context, cancel context.CancelCauseFunc, i int, why error) {
+	s := r.plan.Steps[i]
+	r.setResult(i, StatusNotRun, 0, why)
+	r.emit(i, StatusNotRun, 0, why, "")
+	if s.Optional {
+		r.log.Warn("optional step not run", "step", s.ID, "reason", why)
+		return
+	}
+	r.log.Error("step not run", "step", s.ID, "reason", why)
+	cancel(fmt.Errorf("step %s not run: %w", s.ID, why))
+}
+
 func (r *runner) setResult(i int, st Status, dur time.Duration, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.res.Steps[i].Status, r.res.Steps[i].Duration, r.res.Steps[i].Err = st, dur, err
 }
 
+// status is how step id has ended so far in this run.
+func (r *runner) status(id string) Status {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if i := r.index(id); i >= 0 && i < len(r.res.Steps) {
+		return r.res.Steps[i].Status
+	}
+	return ""
+}
+
 // depPrint combines the fingerprints of a step's dependencies.
 func (r *runner) depPrints(s *Step) []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := make([]string, 0, len(s.After))
-	for _, d := range s.After {
+	out := make([]string, 0, len(s.After)+len(s.Wait))
+	for _, d := range append(slices.Clone(s.After), s.Wait...) {
 		out = append(out, r.newPrint[d])
 	}
 	return out
@@ -293,11 +373,11 @@ func (r *runner) runStep(ctx context.Context, i int) (Status, time.Duration, err
 	s := r.plan.Steps[i]
 	start := time.Now()
 	deps := r.depPrints(s)
-	if s.Key != nil && !(s.ID == StepEnv && r.plan.RotateSecrets) {
-		key, err := s.Key(r.plan)
+	if s.Key != nil && !s.Force {
+		key, err := s.Key()
 		if err == nil {
-			fp := combine(s.ID, key, deps)
-			if fp == r.prints[s.ID] && outputsExist(s, r.plan) {
+			fp := Combine(s.ID, key, deps)
+			if fp == r.prints[s.ID] && outputsExist(s) {
 				r.record(s.ID, fp)
 				r.emit(i, StatusSkipped, 0, nil, "inputs unchanged")
 				r.log.Info("step skipped: inputs unchanged", "step", s.ID)
@@ -343,11 +423,11 @@ func (r *runner) runStep(ctx context.Context, i int) (Status, time.Duration, err
 		return StatusFailed, dur, err
 	}
 	if s.Key != nil {
-		if key, kerr := s.Key(r.plan); kerr == nil {
-			r.record(s.ID, combine(s.ID, key, deps))
+		if key, kerr := s.Key(); kerr == nil {
+			r.record(s.ID, Combine(s.ID, key, deps))
 		}
 	} else {
-		r.record(s.ID, combine(s.ID, "always", deps))
+		r.record(s.ID, Combine(s.ID, "always", deps))
 	}
 	r.log.Info("step done", "step", s.ID, "seconds", dur.Seconds())
 	r.emit(i, StatusDone, dur, nil, "")
@@ -370,15 +450,22 @@ func (r *runner) record(id, fp string) {
 func (r *runner) prepareOutputs(x *Exec) error {
 	s := x.Step
 	if s.Creates != nil {
-		for _, p := range s.Creates(r.plan) {
+		for _, p := range s.Creates() {
 			if err := x.Create(p); err != nil {
 				return err
 			}
 		}
 	}
 	if s.Replaces != nil {
-		for _, p := range s.Replaces(r.plan) {
+		for _, p := range s.Replaces() {
 			if err := x.Replace(p); err != nil {
+				return err
+			}
+		}
+	}
+	if s.Watch != nil {
+		for _, dir := range s.Watch() {
+			if err := x.watch(dir); err != nil {
 				return err
 			}
 		}
@@ -399,7 +486,7 @@ func (r *runner) commit() error {
 	}
 	if err := saveLastRun(r.plan.StateDir, LastRun{
 		At: time.Now(), OK: true, DurationSeconds: r.res.Duration.Seconds(),
-		ConfigFingerprint: r.plan.Config.Fingerprint(),
+		ConfigFingerprint: r.plan.Fingerprint,
 	}); err != nil {
 		return err
 	}
@@ -416,10 +503,10 @@ func (r *runner) dryRun(ctx context.Context) (*Result, error) {
 	for i, s := range r.plan.Steps {
 		st := StatusPending
 		if s.Key != nil {
-			if key, err := s.Key(r.plan); err == nil {
-				fp := combine(s.ID, key, r.depPrints(s))
+			if key, err := s.Key(); err == nil {
+				fp := Combine(s.ID, key, r.depPrints(s))
 				r.record(s.ID, fp)
-				if fp == r.prints[s.ID] && outputsExist(s, r.plan) {
+				if fp == r.prints[s.ID] && outputsExist(s) {
 					st = StatusSkipped
 				}
 			}
@@ -430,10 +517,70 @@ func (r *runner) dryRun(ctx context.Context) (*Result, error) {
 	return r.res, nil
 }
 
+// FailedRunsDir is where the logs of failed runs are kept, one directory per run.
+func FailedRunsDir(stateDir string) string { return filepath.Join(stateDir, "failed-runs") }
+
+// keepFailedRuns is how many failed runs' logs are kept.
+const keepFailedRuns = 5
+
+// keepLogs copies the step logs and the plan's KeepOnFailure directories into
+// failed-runs/<run>/ (the oldest beyond keepFailedRuns are removed) and returns that
+// directory, or "" if nothing could be kept.
+func (r *runner) keepLogs() string {
+	base := FailedRunsDir(r.plan.StateDir)
+	dst := filepath.Join(base, r.res.RunID)
+	if err := os.MkdirAll(dst, 0o700); err != nil {
+		r.log.Warn("could not keep the failed run's logs", "err", err)
+		return ""
+	}
+	srcs := append([]string{filepath.Join(r.plan.StateDir, "logs")}, r.plan.KeepOnFailure...)
+	names := []string{"steps"}
+	for _, k := range r.plan.KeepOnFailure {
+		names = append(names, filepath.Base(k))
+	}
+	for i, src := range srcs {
+		if err := copyFiles(src, filepath.Join(dst, names[i])); err != nil {
+			r.log.Warn("could not keep logs", "dir", src, "err", err)
+		}
+	}
+	runs, _ := os.ReadDir(base)
+	for i := 0; i < len(runs)-keepFailedRuns; i++ {
+		os.RemoveAll(filepath.Join(base, runs[i].Name()))
+	}
+	return dst
+}
+
+// copyFiles copies the regular files of directory src (one level, 0600) into dst.
+func copyFiles(src, dst string) error {
+	entries, err := os.ReadDir(src)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dst, 0o700); err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dst, e.Name()), data, 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func checkGraph(steps []*Step) error {
 	seen := map[string]bool{}
 	for _, s := range steps {
-		for _, d := range s.After {
+		for _, d := range append(slices.Clone(s.After), s.Wait...) {
 			if !seen[d] {
 				return fmt.Errorf("step %s depends on %s, which is not an earlier step", s.ID, d)
 			}
@@ -446,10 +593,10 @@ func checkGraph(steps []*Step) error {
 	return nil
 }
 
-func outputsExist(s *Step, p *Plan) bool {
-	paths := s.Outputs(p)
+func outputsExist(s *Step) bool {
+	paths := s.Outputs()
 	if s.Produces != nil {
-		paths = s.Produces(p)
+		paths = s.Produces()
 	}
 	for _, o := range paths {
 		if _, err := os.Lstat(o); err != nil {

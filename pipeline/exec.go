@@ -1,4 +1,4 @@
-package setup
+package pipeline
 
 import (
 	"context"
@@ -18,7 +18,7 @@ import (
 
 	"github.com/livinity/livinity-agent/internal/atomicfile"
 	"github.com/livinity/livinity-agent/internal/procfs"
-	"github.com/livinity/livinity-agent/setup/journal"
+	"github.com/livinity/livinity-agent/pipeline/journal"
 )
 
 // Exec is what a step's action works with: the plan, a logger, PM2, and journaled ways to
@@ -34,9 +34,20 @@ type Exec struct {
 	out     *os.File // the step's command log
 	mu      sync.Mutex
 	backups map[string]string
-	health  *[]HealthResult
-	// stepPrint returns another step's fingerprint in this run.
-	stepPrint func(id string) string
+	watches int
+	r       *runner
+}
+
+// RunID is the current run's ID.
+func (x *Exec) RunID() string { return x.runID }
+
+// Print returns another step's fingerprint in this run ("" if it has none yet).
+func (x *Exec) Print(id string) string { return x.r.print(id) }
+
+// Note reports progress of the running step to the observer (a terminal line, a log).
+func (x *Exec) Note(note string) {
+	i := x.r.index(x.Step.ID)
+	x.r.emit(i, StatusRunning, 0, nil, note)
 }
 
 func (r *runner) newExec(i int) (*Exec, error) {
@@ -50,7 +61,7 @@ func (r *runner) newExec(i int) (*Exec, error) {
 		return nil, fmt.Errorf("open step log: %w", err)
 	}
 	x := &Exec{Plan: r.plan, Step: s, Log: r.log.With("step", s.ID), j: r.j, runID: r.res.RunID,
-		out: f, backups: map[string]string{}, health: &r.res.Health, stepPrint: r.print}
+		out: f, backups: map[string]string{}, r: r}
 	if r.opts.PM2 != nil {
 		x.PM2 = r.opts.PM2(r.plan.PM2Home)
 	}
@@ -87,7 +98,7 @@ func (x *Exec) Replace(path string) error {
 	if err != nil {
 		return fmt.Errorf("back up %s: %w", path, err)
 	}
-	backup := filepath.Join(filepath.Dir(path), ".livinity-backup-"+x.runID+"-"+filepath.Base(path))
+	backup := x.BackupName(path)
 	if _, err := x.Record(journal.Op{Kind: journal.KindRestorePath, Path: path, Backup: backup}); err != nil {
 		return err
 	}
@@ -110,6 +121,11 @@ func (x *Exec) Replace(path string) error {
 	return nil
 }
 
+// BackupName is where this run backs path up.
+func (x *Exec) BackupName(path string) string {
+	return filepath.Join(filepath.Dir(path), backupPrefix+x.runID+"-"+filepath.Base(path))
+}
+
 // Backup returns where this step backed path up, or "" if it did not exist.
 func (x *Exec) Backup(path string) string {
 	x.mu.Lock()
@@ -117,12 +133,13 @@ func (x *Exec) Backup(path string) string {
 	return x.backups[path]
 }
 
-// env is the environment of every command: only what the tools need. The agent's own
-// environment is not passed on (it may hold secrets, and PM2 copies its caller's
-// environment into every app).
+// env is the environment of every command: only what the tools need, plus the plan's
+// allow-listed settings (proxy, CA). The rest of the agent's own environment is not passed
+// on (it may hold secrets, and PM2 copies its caller's environment into every app).
 func (x *Exec) env(extra ...string) []string {
 	env := []string{"PATH=" + x.Path, "HOME=" + x.Home, "PM2_HOME=" + x.PM2Home, "LANG=C.UTF-8",
 		"CI=true", "npm_config_update_notifier=false", "npm_config_fund=false", "npm_config_audit=false"}
+	env = append(env, x.Plan.Env...)
 	return append(env, extra...)
 }
 
@@ -134,7 +151,7 @@ func (x *Exec) Command(ctx context.Context, dir string, argv ...string) error {
 		return errors.New("command: empty argument vector")
 	}
 	fmt.Fprintf(x.out, "$ %s\n", strings.Join(quoteArgs(argv), " "))
-	tail := &tailBuffer{max: 4096}
+	tail := &tailBuffer{max: 4096, last: time.Now()}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	if p, err := lookPath(argv[0], x.Path); err == nil {
 		cmd.Path = p
@@ -154,12 +171,26 @@ func (x *Exec) Command(ctx context.Context, dir string, argv ...string) error {
 	waitErr := make(chan error, 1)
 	go func() { waitErr <- cmd.Wait() }()
 	var err error
-	select {
-	case err = <-waitErr:
-	case <-ctx.Done():
-		syscall.Kill(-pid, syscall.SIGKILL)
-		<-waitErr
-		err = context.Cause(ctx)
+	alive := time.NewTicker(Heartbeat)
+	defer alive.Stop()
+wait:
+	for {
+		select {
+		case err = <-waitErr:
+			break wait
+		case <-ctx.Done():
+			syscall.Kill(-pid, syscall.SIGKILL)
+			<-waitErr
+			err = context.Cause(ctx)
+			break wait
+		case <-alive.C:
+			// a package manager behind a proxy may print nothing for minutes: say it lives
+			running, silent := time.Since(start), time.Since(tail.lastWrite())
+			x.Log.Info("command still running", "argv0", filepath.Base(argv[0]), "pid", pid,
+				"seconds", int(running.Seconds()), "silentSeconds", int(silent.Seconds()))
+			x.Note(fmt.Sprintf("%s running %s, last output %s ago", filepath.Base(argv[0]),
+				running.Round(time.Second), silent.Round(time.Second)))
+		}
 	}
 	// the group may have left children behind (a build's watcher, a stray daemon): end them
 	syscall.Kill(-pid, syscall.SIGKILL)
@@ -220,16 +251,27 @@ func lookPath(name, path string) (string, error) {
 	return "", fmt.Errorf("%s not found in PATH %s", name, path)
 }
 
-// tailBuffer keeps the last max bytes written to it.
+// Heartbeat is how often a running command that may be silent is reported alive.
+var Heartbeat = 30 * time.Second
+
+// tailBuffer keeps the last max bytes written to it, and when it was last written.
 type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	buf []byte
+	mu   sync.Mutex
+	max  int
+	buf  []byte
+	last time.Time
+}
+
+func (t *tailBuffer) lastWrite() time.Time {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.last
 }
 
 func (t *tailBuffer) Write(p []byte) (int, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.last = time.Now()
 	t.buf = append(t.buf, p...)
 	if len(t.buf) > t.max {
 		t.buf = t.buf[len(t.buf)-t.max:]

@@ -1,4 +1,4 @@
-package setup
+package pipeline
 
 import (
 	"context"
@@ -16,7 +16,7 @@ import (
 
 	"github.com/livinity/livinity-agent/internal/atomicfile"
 	"github.com/livinity/livinity-agent/internal/procfs"
-	"github.com/livinity/livinity-agent/setup/journal"
+	"github.com/livinity/livinity-agent/pipeline/journal"
 	"github.com/livinity/livinity-agent/supervisor/proctree"
 )
 
@@ -48,6 +48,11 @@ func rollback(ctx context.Context, j *journal.Journal, opts Options, log *slog.L
 	}
 	if len(errs) > 0 {
 		return errors.Join(errs...)
+	}
+	for _, op := range ops {
+		if op.Kind == journal.KindRemoveNew {
+			os.Remove(op.Backup)
+		}
 	}
 	return j.Remove()
 }
@@ -81,6 +86,8 @@ func undo(ctx context.Context, op journal.Op, opts Options) error {
 	switch op.Kind {
 	case journal.KindRestorePath:
 		return restorePath(op)
+	case journal.KindRemoveNew:
+		return removeNew(op)
 	case journal.KindPM2Delete, journal.KindPM2Restart, journal.KindPM2Kill:
 		if opts.PM2 == nil {
 			return errors.New("no PM2 access configured")
@@ -213,6 +220,12 @@ func removeAll(p string) error {
 // removeBackups deletes the backups of a committed run.
 func removeBackups(ops []journal.Op, log *slog.Logger) {
 	for _, op := range ops {
+		if op.Kind == journal.KindRemoveNew {
+			if err := os.Remove(op.Backup); err != nil && !os.IsNotExist(err) {
+				log.Warn("could not remove a listing", "path", op.Backup, "err", err)
+			}
+			continue
+		}
 		if op.Kind != journal.KindRestorePath {
 			continue
 		}

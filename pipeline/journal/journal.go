@@ -36,6 +36,10 @@ const (
 	KindPM2Restart = "pm2-restart"
 	// KindPM2Kill stops the PM2 daemon under PM2Home (a daemon this run started).
 	KindPM2Kill = "pm2-kill"
+	// KindRemoveNew removes from the directory Path whatever the listing in the file
+	// Backup (taken before the step) does not hold: what a step's commands wrote
+	// beyond the paths it declares.
+	KindRemoveNew = "remove-new"
 	// KindKillGroup kills the process group PID if its leader still has StartTime (a command
 	// the run started; after a crash it may still be writing into the tree).
 	KindKillGroup = "kill-group"

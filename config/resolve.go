@@ -20,7 +20,7 @@ type ResolvedService struct {
 
 // ServiceSettings resolves a service's settings: the user's overrides from
 // agent.services[name] merged field by field over the defaults (see DefaultTable), the
-// probe port taken from Ports unless set. A name that is not in ServiceNames gets a
+// probe port taken from Ports unless set. A name that is not in the catalog gets a
 // process probe and the default timings. Call it on a validated Config.
 func (c *Config) ServiceSettings(name string) ResolvedService {
 	user := c.Agent.Services[name]
@@ -38,10 +38,11 @@ func (c *Config) ServiceSettings(name string) ResolvedService {
 	}
 }
 
-// ResolvedServices is ServiceSettings of every one of ServiceNames, in that order.
+// ResolvedServices is ServiceSettings of every service of the catalog, in its order.
 func (c *Config) ResolvedServices() []ResolvedService {
-	out := make([]ResolvedService, len(ServiceNames))
-	for i, name := range ServiceNames {
+	names := c.ServiceNames()
+	out := make([]ResolvedService, len(names))
+	for i, name := range names {
 		out[i] = c.ServiceSettings(name)
 	}
 	return out
@@ -117,11 +118,13 @@ const fingerprintVersion = 1
 func (c *Config) Fingerprint() string {
 	flat := *c
 	flat.Agent.Services = nil
+	flat.Agent.Catalog = nil
 	b, err := json.Marshal(struct {
 		Version  int
 		Config   Config
+		Catalog  []ServiceDef
 		Services []ResolvedService
-	}{fingerprintVersion, flat, c.ResolvedServices()})
+	}{fingerprintVersion, flat, c.Services(), c.ResolvedServices()})
 	if err != nil {
 		// Only a NaN or infinite number, which Validate rejects and JSON cannot hold, fails
 		// to encode; hash the error so the result is still stable.

@@ -264,6 +264,15 @@ func checkShape(errs *[]error, path string, v any, t reflect.Type, secret bool, 
 				})
 			}
 		}
+	case reflect.Slice:
+		arr, ok := v.([]any)
+		if !ok {
+			wrong(jsonType(v), "want an array")
+			return
+		}
+		for i, e := range arr {
+			checkShape(errs, fmt.Sprintf("%s[%d]", path, i), e, t.Elem(), false, "")
+		}
 	case reflect.String:
 		if _, ok := v.(string); !ok {
 			wrong(jsonType(v), "want a string")

@@ -11,9 +11,6 @@
 // probe, timings and memory limit with the defaults merged in.
 package config
 
-// ServiceNames are the five PM2 apps of a LivOS box, in the order they are shown.
-var ServiceNames = []string{"livos", "nexus-core", "nexus-worker", "nexus-memory", "nexus-mcp"}
-
 // Config is one setup.json file.
 type Config struct {
 	// Domain is the box's hostname (RFC 1123, no scheme, port or path) or "localhost".
@@ -78,7 +75,10 @@ type Agent struct {
 	Preflight Preflight `json:"preflight"`
 	// HealthTimeoutSeconds bounds the onboarding's health verification (default 120).
 	HealthTimeoutSeconds float64 `json:"healthTimeoutSeconds"`
-	// Services overrides probes and limits per service; keys must be ServiceNames.
+	// Catalog overrides, removes or adds services of the built-in LivOS catalog (see
+	// CatalogEntry and Services).
+	Catalog []CatalogEntry `json:"catalog,omitempty"`
+	// Services overrides probes and limits per service; keys must be names of Services.
 	Services map[string]Service `json:"services,omitempty"`
 	// MemoryBreachChecks is how many consecutive checks over the limit restart a service
 	// (default 3).

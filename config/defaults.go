@@ -37,20 +37,18 @@ func Default() *Config {
 	}
 }
 
-// defaultProbe is the probe of a service when setup.json does not override it.
+// defaultProbe is the probe of a service when setup.json does not override it: the
+// catalog's, on the service's port.
 func (c *Config) defaultProbe(name string) Probe {
-	switch name {
-	case "nexus-core":
-		return Probe{Kind: "http", Path: "/api/health", Port: c.Ports.API, ExpectStatus: defaultExpectStatus}
-	case "nexus-mcp":
-		return Probe{Kind: "http", Path: "/health", Port: c.Ports.MCP, ExpectStatus: defaultExpectStatus}
-	case "nexus-memory":
-		return Probe{Kind: "http", Path: "/health", Port: c.Ports.Memory, ExpectStatus: defaultExpectStatus}
-	case "livos":
-		return Probe{Kind: "tcp", Port: c.Ports.Livos}
-	default: // nexus-worker listens on no port
+	d, ok := c.Service(name)
+	if !ok {
 		return Probe{Kind: "process"}
 	}
+	p := d.Probe
+	if p.Kind != "process" && p.Port == 0 {
+		p.Port = c.Ports.PortOf(d.Port)
+	}
+	return p
 }
 
 // probeKind tells how a Timing's defaults are chosen.
@@ -118,15 +116,14 @@ func DefaultTable() []DefaultEntry {
 		{"agent.restartBackoff.resetAfterSeconds", js(d.Agent.RestartBackoff.ResetAfterSeconds), "a run this long resets the delay"},
 		{"agent.metrics.listen", js(d.Agent.Metrics.Listen), "Prometheus /metrics address"},
 	}
-	portOf := map[string]string{"nexus-core": "ports.api", "nexus-mcp": "ports.mcp", "nexus-memory": "ports.memory", "livos": "ports.livos"}
-	for _, name := range ServiceNames {
+	for _, def := range d.Services() {
 		doc := "no port: checks that the PM2 process is online"
-		if p, ok := portOf[name]; ok {
-			doc = "port follows " + p
+		if def.Port != "" {
+			doc = "port follows ports." + def.Port
 		}
-		rows = append(rows, DefaultEntry{"agent.services." + name + ".probe", js(d.ServiceSettings(name).Probe), doc})
+		rows = append(rows, DefaultEntry{"agent.services." + def.Name + ".probe", js(d.ServiceSettings(def.Name).Probe), doc})
 	}
-	s := d.ServiceSettings(ServiceNames[0])
+	s := d.ServiceSettings(d.ServiceNames()[0])
 	rows = append(rows,
 		DefaultEntry{"agent.services.*.startup", js(s.Startup), "failureThreshold = ceil(120 / periodSeconds)"},
 		DefaultEntry{"agent.services.*.liveness", js(s.Liveness), "a failing service is restarted"},

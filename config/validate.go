@@ -43,7 +43,7 @@ func (v *validator) add(path, value, problem, fix string) {
 }
 
 // Validate reports every problem of c at once, as an errors.Join of *FieldError in
-// document order (services in ServiceNames order, then unknown ones sorted). It checks the
+// document order (services in catalog order, then unknown ones sorted). It checks the
 // Config as it is: Parse has already filled the defaults, a Config built in code should
 // start from Default (and set Telegram.DMPolicy if it sets Telegram). Zero fields of
 // agent.services mean "the default" and are accepted.
@@ -296,14 +296,19 @@ func (v *validator) agent(c *Config) {
 	}
 	v.seconds("agent.healthTimeoutSeconds", a.HealthTimeoutSeconds, false, "want a number of seconds above 0 and at most 86400, like 120")
 
+	_, probs := mergeCatalog(builtinCatalog(), a.Catalog)
+	for _, p := range probs {
+		v.add(p.path, p.value, p.problem, p.fix)
+	}
+	known := c.ServiceNames()
 	names := make([]string, 0, len(a.Services))
 	for name := range a.Services {
-		if !slices.Contains(ServiceNames, name) {
+		if !slices.Contains(known, name) {
 			names = append(names, name)
 		}
 	}
 	slices.Sort(names)
-	for _, name := range append(slices.Clone(ServiceNames), names...) {
+	for _, name := range append(slices.Clone(known), names...) {
 		if s, ok := a.Services[name]; ok {
 			v.service(c, name, s)
 		}
@@ -354,8 +359,8 @@ func (v *validator) metricsListen(addr string, ports Ports) {
 
 func (v *validator) service(c *Config, name string, s Service) {
 	path := child("agent.services", name)
-	if !slices.Contains(ServiceNames, name) {
-		v.add(path, "", "unknown service", "valid names: "+strings.Join(ServiceNames, ", "))
+	if known := c.ServiceNames(); !slices.Contains(known, name) {
+		v.add(path, "", "unknown service", "valid names: "+strings.Join(known, ", "))
 		return
 	}
 	if s.Probe != nil {
