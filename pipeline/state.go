@@ -160,4 +160,3 @@ func GlobSorted(pattern string) []string {
 	sort.Strings(m)
 	return m
 }
-

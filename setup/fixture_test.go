@@ -15,11 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/livinity/livinity-agent/config"
 	"github.com/livinity/livinity-agent/deploy/demo"
 	"github.com/livinity/livinity-agent/internal/procfs"
 	"github.com/livinity/livinity-agent/internal/testenv"
 	"github.com/livinity/livinity-agent/setup"
-	"github.com/livinity/livinity-agent/config"
 	"github.com/livinity/livinity-agent/supervisor/pm2"
 )
 

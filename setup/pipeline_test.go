@@ -9,9 +9,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/livinity/livinity-agent/config"
 	"github.com/livinity/livinity-agent/internal/testenv"
 	"github.com/livinity/livinity-agent/setup"
-	"github.com/livinity/livinity-agent/config"
 	"github.com/livinity/livinity-agent/setup/envfile"
 )
 

@@ -8,9 +8,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/livinity/livinity-agent/config"
 	"github.com/livinity/livinity-agent/deploy/demo"
 	"github.com/livinity/livinity-agent/internal/testenv"
-	"github.com/livinity/livinity-agent/config"
 )
 
 // runCLI runs the app in-process with the tools on PATH.

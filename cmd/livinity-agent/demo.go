@@ -11,9 +11,9 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/livinity/livinity-agent/config"
 	"github.com/livinity/livinity-agent/deploy/demo"
 	"github.com/livinity/livinity-agent/internal/atomicfile"
-	"github.com/livinity/livinity-agent/config"
 	"github.com/livinity/livinity-agent/setup/ecosystem"
 	"github.com/urfave/cli/v3"
 )

@@ -15,8 +15,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/livinity/livinity-agent/internal/atomicfile"
 	"github.com/livinity/livinity-agent/config"
+	"github.com/livinity/livinity-agent/internal/atomicfile"
 	"github.com/livinity/livinity-agent/supervisor/statusapi"
 	"github.com/livinity/livinity-agent/systemd"
 	"github.com/urfave/cli/v3"

@@ -11,11 +11,11 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/livinity/livinity-agent/config"
 	"github.com/livinity/livinity-agent/internal/atomicfile"
 	"github.com/livinity/livinity-agent/internal/redact"
 	"github.com/livinity/livinity-agent/pipeline"
 	"github.com/livinity/livinity-agent/setup"
-	"github.com/livinity/livinity-agent/config"
 	"github.com/livinity/livinity-agent/setup/envfile"
 	"github.com/urfave/cli/v3"
 	"golang.org/x/term"

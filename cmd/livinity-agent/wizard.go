@@ -16,8 +16,8 @@ import (
 	"golang.org/x/sys/unix"
 	"golang.org/x/term"
 
-	"github.com/livinity/livinity-agent/internal/atomicfile"
 	"github.com/livinity/livinity-agent/config"
+	"github.com/livinity/livinity-agent/internal/atomicfile"
 )
 
 const flagOutput = "output"

@@ -16,8 +16,8 @@ import (
 
 	"github.com/creack/pty"
 
-	"github.com/livinity/livinity-agent/internal/testenv"
 	"github.com/livinity/livinity-agent/config"
+	"github.com/livinity/livinity-agent/internal/testenv"
 	"github.com/livinity/livinity-agent/setup/envfile"
 )
 

@@ -22,7 +22,7 @@ type App struct {
 	// Script is relative to Cwd. PM2 runs a script whose path holds a space as
 	// `bash -c <script>`, so an absolute path under a base directory with a space (or a
 	// `$(...)`) would be executed by a shell; the relative paths never hold one.
-	Script      string   `json:"script"`
+	Script      string `json:"script"`
 	Interpreter string `json:"interpreter"`
 	// NodeArgs go to the interpreter before the script: `--env-file=<.env>` gives the
 	// service the .env in its environment while PM2 only ever sees the file's path.

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/livinity/livinity-agent/internal/testenv"
 	"github.com/livinity/livinity-agent/config"
+	"github.com/livinity/livinity-agent/internal/testenv"
 )
 
 func testConfig(livos, nexus string) *config.Config {

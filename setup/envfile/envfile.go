@@ -18,8 +18,8 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/livinity/livinity-agent/internal/atomicfile"
 	"github.com/livinity/livinity-agent/config"
+	"github.com/livinity/livinity-agent/internal/atomicfile"
 )
 
 // The keys the agent manages, in the order they are written. Keys of unconfigured

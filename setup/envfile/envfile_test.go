@@ -15,8 +15,8 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/livinity/livinity-agent/internal/testenv"
 	"github.com/livinity/livinity-agent/config"
+	"github.com/livinity/livinity-agent/internal/testenv"
 )
 
 func testConfig() *config.Config {

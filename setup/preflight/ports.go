@@ -7,8 +7,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/livinity/livinity-agent/internal/procfs"
 	"github.com/livinity/livinity-agent/config"
+	"github.com/livinity/livinity-agent/internal/procfs"
 	"github.com/livinity/livinity-agent/supervisor/proctree"
 )
 

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/livinity/livinity-agent/internal/testenv"
 	"github.com/livinity/livinity-agent/config"
+	"github.com/livinity/livinity-agent/internal/testenv"
 )
 
 func portsConfig(t *testing.T, livos int) *config.Config {

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/livinity/livinity-agent/internal/testenv"
 	"github.com/livinity/livinity-agent/config"
+	"github.com/livinity/livinity-agent/internal/testenv"
 )
 
 func testConfig(t *testing.T, minNode int, minDisk, minRAM float64) *config.Config {

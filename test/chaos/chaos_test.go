@@ -20,9 +20,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/livinity/livinity-agent/config"
 	"github.com/livinity/livinity-agent/internal/atomicfile"
 	"github.com/livinity/livinity-agent/internal/testenv"
-	"github.com/livinity/livinity-agent/setup/config"
 	"github.com/livinity/livinity-agent/setup/ecosystem"
 	"github.com/livinity/livinity-agent/setup/envfile"
 	"github.com/livinity/livinity-agent/supervisor/statusapi"
@@ -126,7 +126,7 @@ scrape_configs:
 			if b, err := os.ReadFile(filepath.Join(pm2Home, "pm2.log")); err == nil {
 				t.Logf("PM2 daemon log:\n%s", b)
 			}
-			for _, name := range config.ServiceNames {
+			for _, name := range config.Default().ServiceNames() {
 				if b, err := os.ReadFile(filepath.Join(ecosystem.LogDir(cfg), name+"-error.log")); err == nil {
 					t.Logf("%s's error log, the end:\n%s", name, tail(string(b), 20))
 				}
@@ -269,7 +269,7 @@ func writeConfig(t *testing.T, base, tree string) (*config.Config, string) {
 		return &config.Timing{PeriodSeconds: probePeriod, TimeoutSeconds: probeTimeout, FailureThreshold: failureThreshold}
 	}
 	cfg.Agent.Services = map[string]config.Service{}
-	for _, name := range config.ServiceNames {
+	for _, name := range config.Default().ServiceNames() {
 		sv := config.Service{Liveness: timing(), Readiness: timing(),
 			Startup: &config.Timing{PeriodSeconds: probePeriod, TimeoutSeconds: probeTimeout}}
 		for _, leaky := range targets[kindLeak] {

@@ -17,7 +17,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/livinity/livinity-agent/setup/config"
+	"github.com/livinity/livinity-agent/config"
 	"github.com/livinity/livinity-agent/supervisor/statusapi"
 	"github.com/livinity/livinity-agent/test/e2e"
 )
@@ -42,7 +42,7 @@ var allKinds = []kind{kindKill, kindHang, kindLeak, kindPM2, kindPort, kindAgent
 // nexus-worker's process probe asks PM2, which still says online. A taken port fails only
 // HTTP probes for the same reason. The leak hook is in the nexus Node.js services.
 var targets = map[kind][]string{
-	kindKill: config.ServiceNames,
+	kindKill: config.Default().ServiceNames(),
 	kindHang: {"nexus-core", "nexus-memory", "nexus-mcp"},
 	kindLeak: {"nexus-core", "nexus-worker", "nexus-mcp"},
 	kindPort: {"nexus-core", "nexus-memory", "nexus-mcp"},
@@ -196,7 +196,7 @@ func (s *soak) compare(when string, before, after snapshot, skip []string) {
 	if before.pids == nil {
 		return
 	}
-	for _, name := range config.ServiceNames {
+	for _, name := range config.Default().ServiceNames() {
 		if slices.Contains(skip, name) {
 			continue
 		}
@@ -368,7 +368,7 @@ func (s *soak) inject(f *Fault, p plan) bool {
 	case kindLeak:
 		return s.leak(f, pre, p.target)
 	case kindPM2:
-		f.Targets = config.ServiceNames
+		f.Targets = config.Default().ServiceNames()
 		return s.pm2(f, pre)
 	case kindPort:
 		return s.port(f, pre, p.target, p.hold)
@@ -598,7 +598,7 @@ func (s *soak) pm2(f *Fault, pre snapshot) bool {
 		return false
 	}
 	wants := map[string]want{}
-	for _, name := range config.ServiceNames {
+	for _, name := range config.Default().ServiceNames() {
 		wants[name] = want{"crash": {1, 1}}
 	}
 	s.settle(f, pre, wants, true)

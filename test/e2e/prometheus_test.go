@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/livinity/livinity-agent/config"
 	"github.com/livinity/livinity-agent/internal/atomicfile"
 	"github.com/livinity/livinity-agent/internal/testenv"
-	"github.com/livinity/livinity-agent/setup/config"
 	"github.com/livinity/livinity-agent/supervisor/pm2"
 )
 

@@ -11,10 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/livinity/livinity-agent/config"
 	"github.com/livinity/livinity-agent/deploy/demo"
 	"github.com/livinity/livinity-agent/internal/atomicfile"
 	"github.com/livinity/livinity-agent/internal/testenv"
-	"github.com/livinity/livinity-agent/setup/config"
 	"github.com/livinity/livinity-agent/supervisor/statusapi"
 	"github.com/livinity/livinity-agent/test/sdsandbox"
 )
@@ -215,8 +215,8 @@ func pidsOf(t *testing.T, st statusapi.Status) map[string]int {
 		}
 		pids[sv.Name] = sv.PID
 	}
-	if len(pids) != len(config.ServiceNames) {
-		t.Fatalf("status lists %d services, want %d: %+v", len(pids), len(config.ServiceNames), st.Services)
+	if len(pids) != len(config.Default().ServiceNames()) {
+		t.Fatalf("status lists %d services, want %d: %+v", len(pids), len(config.Default().ServiceNames()), st.Services)
 	}
 	return pids
 }
