@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/livinity/livinity-agent/internal/testenv"
-	"github.com/livinity/livinity-agent/setup"
 )
 
 // TestCrashDuringEveryStep kills the agent with SIGKILL while each step runs, then checks
@@ -23,7 +22,7 @@ import (
 func TestCrashDuringEveryStep(t *testing.T) {
 	t.Parallel()
 	bin := testenv.BuildAgent(t, testenv.ShortTempDir(t))
-	for k, step := range setup.LivOSSteps() {
+	for k, step := range newFixture(t, "steps").plan().Steps {
 		t.Run(step.ID, func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()

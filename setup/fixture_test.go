@@ -19,6 +19,7 @@ import (
 	"github.com/livinity/livinity-agent/deploy/demo"
 	"github.com/livinity/livinity-agent/internal/procfs"
 	"github.com/livinity/livinity-agent/internal/testenv"
+	"github.com/livinity/livinity-agent/pipeline"
 	"github.com/livinity/livinity-agent/setup"
 	"github.com/livinity/livinity-agent/supervisor/pm2"
 )
@@ -32,6 +33,7 @@ type fixture struct {
 	pm2Bin  string
 	cfg     *config.Config
 	logs    *testenv.Buffer
+	box     *setup.Box // of the last run
 }
 
 // newFixture extracts the demo tree under a fresh directory whose name ends in treeName.
@@ -65,23 +67,27 @@ func newFixture(t *testing.T, treeName string) *fixture {
 func (f *fixture) livos() string { return f.cfg.Paths.LivosBaseDir }
 func (f *fixture) nexus() string { return f.cfg.Paths.NexusBaseDir }
 
-func (f *fixture) plan() *setup.Plan {
-	return &setup.Plan{
-		Config: f.cfg, Livos: f.livos(), Nexus: f.nexus(), StateDir: f.state, PM2Home: f.pm2Home,
-		Path: testenv.PATH(f.t), Home: os.Getenv("HOME"), Steps: setup.LivOSSteps(),
-	}
-}
-
-func (f *fixture) options() setup.Options {
-	return setup.Options{
-		Logger: slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		PM2:    func(home string) setup.PM2 { return setup.NewPM2(f.pm2Bin, home) },
-	}
-}
-
-func (f *fixture) run(ctx context.Context) (*setup.Result, error) {
+// plan makes a new box of the fixture's config and returns its plan.
+func (f *fixture) plan() *pipeline.Plan {
 	f.t.Helper()
-	return setup.Run(ctx, f.plan(), f.options())
+	box, err := setup.NewBox(f.cfg, f.state, f.pm2Home)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.box = box
+	return box.Plan(testenv.PATH(f.t), os.Getenv("HOME"), setup.ToolEnv(os.Environ()))
+}
+
+func (f *fixture) options() pipeline.Options {
+	return pipeline.Options{
+		Logger: slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		PM2:    func(home string) pipeline.PM2 { return pipeline.NewPM2(f.pm2Bin, home) },
+	}
+}
+
+func (f *fixture) run(ctx context.Context) (*pipeline.Result, error) {
+	f.t.Helper()
+	return pipeline.Run(ctx, f.plan(), f.options())
 }
 
 // apps lists the PM2 apps through the native client; nil when no daemon runs.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/livinity/livinity-agent/config"
 	"github.com/livinity/livinity-agent/internal/testenv"
+	"github.com/livinity/livinity-agent/pipeline"
 	"github.com/livinity/livinity-agent/setup"
 	"github.com/livinity/livinity-agent/setup/envfile"
 )
@@ -24,14 +25,14 @@ func TestOnboardThenNoChangeRerun(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	f := newFixture(t, "tree")
-	res, err := f.run(ctx)
+	_, err := f.run(ctx)
 	if err != nil {
 		t.Fatalf("first run: %v", err)
 	}
-	if len(res.Health) != len(config.Default().ServiceNames()) {
-		t.Fatalf("health results: %+v", res.Health)
+	if len(f.box.Health) != len(config.Default().ServiceNames()) {
+		t.Fatalf("health results: %+v", f.box.Health)
 	}
-	for _, h := range res.Health {
+	for _, h := range f.box.Health {
 		if !h.OK {
 			t.Errorf("%s not healthy: %s", h.Service, h.Detail)
 		}
@@ -97,7 +98,7 @@ func TestOnboardThenNoChangeRerun(t *testing.T) {
 		case setup.StepPM2Start, setup.StepVerify:
 			// always run; they are idempotent by themselves
 		default:
-			if s.Status != setup.StatusSkipped {
+			if s.Status != pipeline.StatusSkipped {
 				t.Errorf("re-run: step %s = %s, want skipped", s.Step.ID, s.Status)
 			}
 		}
@@ -127,7 +128,7 @@ func TestOnboardThenNoChangeRerun(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(f.state, "journal.jsonl")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("journal left behind: %v", err)
 	}
-	if _, ok, _ := setup.LoadLastRun(f.state); !ok {
+	if _, ok, _ := pipeline.LoadLastRun(f.state); !ok {
 		t.Error("no last-run record")
 	}
 }
@@ -140,11 +141,11 @@ func TestPathsWithQuotesSpacesAndSubstitutions(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	f := newFixture(t, `it's a "tree" $(touch PWNED)`)
-	res, err := f.run(ctx)
+	_, err := f.run(ctx)
 	if err != nil {
 		t.Fatalf("run: %v", err)
 	}
-	for _, h := range res.Health {
+	for _, h := range f.box.Health {
 		if !h.OK {
 			t.Errorf("%s not healthy: %s", h.Service, h.Detail)
 		}

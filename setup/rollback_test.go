@@ -5,12 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/livinity/livinity-agent/setup"
+	"github.com/livinity/livinity-agent/pipeline"
 )
 
 // TestFailureRollsBack injects failures and checks that each run ends with a clear error,
@@ -43,15 +44,16 @@ func TestFailureRollsBack(t *testing.T) {
 		{
 			name: "port held by another process",
 			prepare: func(t *testing.T, f *fixture) {
-				// livos is probed by TCP: the answer of another process must not count
+				// livos is probed by HTTP: the 200 of another process must not count
 				l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", f.cfg.Ports.Livos))
 				if err != nil {
 					t.Fatal(err)
 				}
+				go http.Serve(l, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 				t.Cleanup(func() { l.Close() })
 				f.cfg.Agent.HealthTimeoutSeconds = 6
 			},
-			wantErr: "livos (tcp",
+			wantErr: "livos (http",
 		},
 		{
 			name: "pm2 missing",
@@ -78,7 +80,7 @@ func TestFailureRollsBack(t *testing.T) {
 			if err == nil {
 				t.Fatal("run succeeded; want a failure")
 			}
-			if !errors.Is(err, setup.ErrRolledBack) || !strings.Contains(err.Error(), tc.wantErr) {
+			if !errors.Is(err, pipeline.ErrRolledBack) || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Fatalf("error = %v; want a rolled-back failure mentioning %q", err, tc.wantErr)
 			}
 			t.Logf("error: %v", err)

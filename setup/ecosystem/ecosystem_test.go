@@ -41,23 +41,24 @@ func TestApps(t *testing.T) {
 	root := t.TempDir()
 	livos, nexus := filepath.Join(root, "livos"), filepath.Join(root, "nexus")
 	cfg := testConfig(livos, nexus)
-	apps := Apps(cfg, Options{Node: "/usr/local/bin/node", Python: "/usr/bin/python3"})
+	apps := Apps(cfg, cfg.Services(), Options{Node: "/usr/local/bin/node", Python: "/usr/bin/python3"})
 
+	envArg := []string{"--env-file=" + livos + "/.env"}
 	mk := func(name, interp, script string, args []string, cwd string, env map[string]string, mem string) App {
 		out, errf, comb := logs(livos, name)
-		return App{Name: name, Script: script, Interpreter: interp, Args: args, Cwd: cwd, Env: env,
+		return App{Name: name, Script: script, Interpreter: interp, NodeArgs: envArg, Args: args, Cwd: cwd, Env: env,
 			MaxMemoryRestart: mem, ExpBackoffRestartDelay: 100, Autorestart: true, KillTimeout: 5000,
 			OutFile: out, ErrorFile: errf, LogFile: comb, Time: true}
 	}
 	want := []App{
-		mk("livos", livos+"/node_modules/.bin/tsx", "packages/livinityd/source/cli.ts",
-			[]string{"--data-directory", livos + "/data", "--port", "8080"}, livos,
+		mk("livos", livos+"/packages/livinityd/node_modules/.bin/tsx", "source/cli.ts",
+			[]string{"--data-directory", livos + "/data", "--port", "8080"}, livos+"/packages/livinityd",
 			map[string]string{"NODE_ENV": "production", "LIVOS_PORT": "8080"}, "500M"),
 		mk("nexus-core", "/usr/local/bin/node", "packages/core/dist/index.js", nil, nexus,
 			map[string]string{"NODE_ENV": "production", "API_PORT": "3200"}, "800M"),
 		mk("nexus-worker", "/usr/local/bin/node", "packages/worker/dist/index.js", nil, nexus,
 			map[string]string{"NODE_ENV": "production"}, "500M"),
-		mk("nexus-memory", "/usr/bin/python3", "packages/memory/src/server.py", nil, nexus,
+		mk("nexus-memory", "/usr/local/bin/node", "packages/memory/dist/index.js", nil, nexus,
 			map[string]string{"NODE_ENV": "production", "MEMORY_PORT": "3300"}, "500M"),
 		mk("nexus-mcp", "/usr/local/bin/node", "packages/mcp-server/dist/index.js", nil, nexus,
 			map[string]string{"NODE_ENV": "production", "MCP_PORT": "3100"}, "500M"),
@@ -84,20 +85,28 @@ func TestApps(t *testing.T) {
 func TestAppsInterpreterDefaultsAndVenv(t *testing.T) {
 	root := t.TempDir()
 	cfg := testConfig(filepath.Join(root, "livos"), filepath.Join(root, "nexus"))
-	apps := Apps(cfg, Options{})
-	if apps[1].Interpreter != "node" || apps[3].Interpreter != "python3" {
-		t.Errorf("interpreters = %q, %q; want node, python3", apps[1].Interpreter, apps[3].Interpreter)
+	port := "memory"
+	cfg.Agent.Catalog = []config.CatalogEntry{{Name: "nexus-memory", Kind: config.RunPython, Script: "src/server.py", Port: &port}}
+	mem, _ := cfg.Service("nexus-memory")
+	apps := Apps(cfg, cfg.Services(), Options{Launcher: "/usr/local/bin/livinity-agent"})
+	envFile := filepath.Join(root, "livos", ".env")
+	if apps[1].Interpreter != "node" {
+		t.Errorf("nexus-core interpreter = %q, want node", apps[1].Interpreter)
 	}
-	venvPython := MemoryVenvPython(cfg)
+	wantArgs := []string{"exec-env", "--env-file", envFile, "--", "python3"}
+	if apps[3].Interpreter != "/usr/local/bin/livinity-agent" || !reflect.DeepEqual(apps[3].NodeArgs, wantArgs) || apps[3].Script != "packages/memory/src/server.py" {
+		t.Errorf("python nexus-memory runs %q %q %q; want the launcher with %q", apps[3].Interpreter, apps[3].NodeArgs, apps[3].Script, wantArgs)
+	}
+	venvPython := VenvPython(cfg, mem)
 	if err := os.MkdirAll(filepath.Dir(venvPython), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(venvPython, nil, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	apps = Apps(cfg, Options{Python: "/usr/bin/python3"})
-	if apps[3].Interpreter != venvPython {
-		t.Errorf("nexus-memory interpreter = %q, want the venv's %q", apps[3].Interpreter, venvPython)
+	apps = Apps(cfg, cfg.Services(), Options{Python: "/usr/bin/python3", Launcher: "/l"})
+	if got := apps[3].NodeArgs[len(apps[3].NodeArgs)-1]; got != venvPython {
+		t.Errorf("nexus-memory python = %q, want the venv's %q", got, venvPython)
 	}
 }
 
@@ -116,7 +125,8 @@ func hostileDirs(t *testing.T) (root, livos, nexus string) {
 func TestRenderLoadsInNode(t *testing.T) {
 	testenv.Require(t, "node")
 	root, livos, nexus := hostileDirs(t)
-	apps := Apps(testConfig(livos, nexus), Options{Node: "/opt/it's \"node\"/bin/node"})
+	cfg := testConfig(livos, nexus)
+	apps := Apps(cfg, cfg.Services(), Options{Node: "/opt/it's \"node\"/bin/node"})
 	data, err := Render(apps)
 	if err != nil {
 		t.Fatal(err)
@@ -124,7 +134,7 @@ func TestRenderLoadsInNode(t *testing.T) {
 	if !bytes.HasPrefix(data, []byte("// PM2 ecosystem file")) || !bytes.HasSuffix(data, []byte(" };\n")) {
 		t.Errorf("rendered file does not have the expected frame:\n%s", data)
 	}
-	again, _ := Render(Apps(testConfig(livos, nexus), Options{Node: "/opt/it's \"node\"/bin/node"}))
+	again, _ := Render(Apps(cfg, cfg.Services(), Options{Node: "/opt/it's \"node\"/bin/node"}))
 	if !bytes.Equal(data, again) {
 		t.Error("Render is not deterministic")
 	}
@@ -153,8 +163,8 @@ func TestRenderLoadsInNode(t *testing.T) {
 
 func TestFingerprint(t *testing.T) {
 	cfg := testConfig("/opt/livos", "/opt/nexus")
-	a := Apps(cfg, Options{})[0]
-	b := Apps(cfg, Options{})[0]
+	a := Apps(cfg, cfg.Services(), Options{})[0]
+	b := Apps(cfg, cfg.Services(), Options{})[0]
 	// The same env built in another insertion order.
 	b.Env = map[string]string{}
 	b.Env["LIVOS_PORT"] = "8080"
@@ -166,12 +176,12 @@ func TestFingerprint(t *testing.T) {
 		t.Errorf("fingerprint %q is not hex SHA-256", Fingerprint(a))
 	}
 	cfg.Ports.Livos = 8081
-	c := Apps(cfg, Options{})[0]
+	c := Apps(cfg, cfg.Services(), Options{})[0]
 	if Fingerprint(a) == Fingerprint(c) {
 		t.Error("a changed port does not change the fingerprint")
 	}
 	cfg.Agent.Services = map[string]config.Service{"livos": {MemoryLimitMB: 900}}
-	if d := Apps(cfg, Options{})[0]; Fingerprint(d) == Fingerprint(c) {
+	if d := Apps(cfg, cfg.Services(), Options{})[0]; Fingerprint(d) == Fingerprint(c) {
 		t.Error("a changed memory limit does not change the fingerprint")
 	}
 }
@@ -190,12 +200,20 @@ func TestPM2StartsRenderedApps(t *testing.T) {
 	}
 	nodeBin, _ = filepath.Abs(nodeBin)
 	cfg := testConfig(livos, nexus)
-	apps := Apps(cfg, Options{Node: nodeBin})
+	apps := Apps(cfg, cfg.Services(), Options{Node: nodeBin})
+	// the apps get the .env in their environment; PM2 must never hold its values
+	const secret = "s3cret-from-the-env-file-0123456789"
+	if err := os.MkdirAll(livos, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(EnvFile(cfg), []byte("LIV_API_KEY="+secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 
 	// Each app reports what it was given to a file, then stays up.
 	const report = `require('fs').writeFileSync(require('path').join(process.cwd(), process.env.REPORT_NAME),
   JSON.stringify({argv: process.argv.slice(2), cwd: process.cwd(), env: process.env.NODE_ENV,
-    livosPort: process.env.LIVOS_PORT, apiPort: process.env.API_PORT}));
+    livosPort: process.env.LIVOS_PORT, apiPort: process.env.API_PORT, key: process.env.LIV_API_KEY}));
 setInterval(() => {}, 1000);
 `
 	for _, a := range apps[:2] {
@@ -249,6 +267,7 @@ setInterval(() => {}, 1000);
 		Env       string
 		LivosPort string
 		ApiPort   string
+		Key       string
 	}
 	readReport := func(path string) reported {
 		t.Helper()
@@ -265,16 +284,23 @@ setInterval(() => {}, 1000);
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
-	lr := readReport(filepath.Join(livos, "livos.report"))
-	if !reflect.DeepEqual(lr.Argv, apps[0].Args) || lr.Cwd != livos || lr.Env != "production" || lr.LivosPort != "8080" {
-		t.Errorf("livos received %+v; want args %q, cwd %q, LIVOS_PORT 8080", lr, apps[0].Args, livos)
+	lr := readReport(filepath.Join(apps[0].Cwd, "livos.report"))
+	if !reflect.DeepEqual(lr.Argv, apps[0].Args) || lr.Cwd != apps[0].Cwd || lr.Env != "production" || lr.LivosPort != "8080" || lr.Key != secret {
+		t.Errorf("livos received %+v; want args %q, cwd %q, LIVOS_PORT 8080 and the .env's key", lr, apps[0].Args, apps[0].Cwd)
 	}
 	cr := readReport(filepath.Join(nexus, "core.report"))
-	if len(cr.Argv) != 0 || cr.Cwd != nexus || cr.ApiPort != "3200" {
-		t.Errorf("nexus-core received %+v; want no args, cwd %q, API_PORT 3200", cr, nexus)
+	if len(cr.Argv) != 0 || cr.Cwd != nexus || cr.ApiPort != "3200" || cr.Key != secret {
+		t.Errorf("nexus-core received %+v; want no args, cwd %q, API_PORT 3200 and the .env's key", cr, nexus)
 	}
 
 	out := pm2Run("jlist")
+	if bytes.Contains(out, []byte(secret)) {
+		t.Error("pm2 jlist shows a value of the .env")
+	}
+	pm2Run("save")
+	if dump, err := os.ReadFile(filepath.Join(home, "dump.pm2")); err != nil || bytes.Contains(dump, []byte(secret)) {
+		t.Errorf("dump.pm2 holds a value of the .env (read error %v)", err)
+	}
 	var list []struct {
 		Name   string `json:"name"`
 		PM2Env struct {
