@@ -236,10 +236,15 @@ func mergeCatalog(base []ServiceDef, entries []CatalogEntry) ([]ServiceDef, []ca
 		if at >= 0 {
 			d = defs[at]
 		} else {
+			missing := false
 			for _, req := range []struct{ key, v string }{{"tree", e.Tree}, {"package", e.Package}, {"kind", e.Kind}, {"script", e.Script}} {
 				if req.v == "" {
 					bad(i, req.key, "", "missing", "a service that is not built in needs tree, package, kind and script")
+					missing = true
 				}
+			}
+			if missing {
+				continue
 			}
 		}
 		set := func(dst *string, v string) {
@@ -280,7 +285,11 @@ func mergeCatalog(base []ServiceDef, entries []CatalogEntry) ([]ServiceDef, []ca
 		if e.Env != nil {
 			d.Env = e.Env
 		}
+		before := len(probs)
 		checkEntry(func(key, value, problem, fix string) { bad(i, key, value, problem, fix) }, d)
+		if len(probs) > before {
+			continue // not part of the catalog: Validate reports it
+		}
 		if at >= 0 {
 			defs[at] = d
 		} else {

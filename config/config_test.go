@@ -21,6 +21,8 @@ func TestLoadInvalid(t *testing.T) {
 	}{
 		{"testdata/invalid-backoff.json",
 			"load testdata/invalid-backoff.json: 3 problems:\nagent.restartBackoff.multiplier: 0.5 is out of range; want a factor from 1 to 100, like 2\nagent.restartBackoff.maxSeconds: 5 is below initialSeconds 10; want at least 10\nagent.restartBackoff.resetAfterSeconds: 0 is not above 0; want a number of seconds above 0 and at most 86400, like 600"},
+		{"testdata/invalid-catalog.json",
+			"load testdata/invalid-catalog.json: 19 problems:\nagent.catalog[0].name: \"Liv Core\" is not a service name; want lowercase letters, digits and -, like \"liv-core\"\nagent.catalog[1].tree: \"liv\" is not a tree; want \"livos\" or \"nexus\"\nagent.catalog[1].package: \"../core\" is not a directory name under packages/; want a name like \"core\"\nagent.catalog[1].kind: \"deno\" is not a run kind; want \"node\", \"tsx\" or \"python\"\nagent.catalog[1].script: \"/abs/index.js\" is not a path inside the package; want a relative path like \"dist/index.js\"\nagent.catalog[1].port: \"web\" is not a ports key; want one of api, mcp, memory, livos, or \"\" for none\nagent.catalog[1].portEnv: \"api port\" is not an environment variable name; want a name like \"API_PORT\"\nagent.catalog[3].name: \"nexus-mcp\" is listed twice; merge the two entries\nagent.catalog[4].tree: missing; a service that is not built in needs tree, package, kind and script\nagent.catalog[4].package: missing; a service that is not built in needs tree, package, kind and script\nagent.catalog[4].kind: missing; a service that is not built in needs tree, package, kind and script\nagent.catalog[4].script: missing; a service that is not built in needs tree, package, kind and script\nagent.catalog[5].disabled: true names no built-in service; remove the entry, or name one of the built-in services\nagent.catalog[6].cwd: \"home\" is not a working directory kind; want \"tree\" or \"package\"\nagent.catalog[6].probe.kind: \"ping\" is not a probe kind; want \"http\", \"tcp\" or \"process\"\nagent.catalog[6].builds: \"ui\" is not tree/package; want a value like \"livos/ui\"\nagent.catalog[6].needs: \"postgres\" is not a requirement; want \"redis\" or \"dbus\"\nagent.catalog[6].env: \"BAD KEY\" is not an environment variable name; want a name like \"NEXUS_LOGS_DIR\"\nagent.services.nexus-mcp: unknown service; valid names: livos, nexus-core, nexus-worker, nexus-memory"},
 		{"testdata/invalid-discord.json",
 			"load testdata/invalid-discord.json: 2 problems:\ndiscord.botToken: (secret, 19 chars) is not a bot token; want three parts of letters, digits, _ or - separated by dots, as the developer portal shows it\ndiscord.applicationId: \"my-app\" is not an application ID; want 17 to 20 digits"},
 		{"testdata/invalid-domain-character.json",
@@ -84,7 +86,7 @@ func TestLoadInvalid(t *testing.T) {
 		{"testdata/invalid-type-secret.json",
 			"load testdata/invalid-type-secret.json: telegram.botToken: (secret, 18 chars) is a number; want a string"},
 		{"testdata/invalid-unknown-key-nested.json",
-			"load testdata/invalid-unknown-key-nested.json: 2 problems:\nagent.metrics.path: unknown key; valid keys here: listen\nagent.servics: unknown key; valid keys here: preflight, healthTimeoutSeconds, services, memoryBreachChecks, restartBackoff, metrics"},
+			"load testdata/invalid-unknown-key-nested.json: 2 problems:\nagent.metrics.path: unknown key; valid keys here: listen\nagent.servics: unknown key; valid keys here: preflight, healthTimeoutSeconds, catalog, services, memoryBreachChecks, restartBackoff, metrics"},
 		{"testdata/invalid-unknown-key-service.json",
 			"load testdata/invalid-unknown-key-service.json: agent.services.livos.probe.timeout: unknown key; valid keys here: kind, path, port, expectStatus, bodyContains"},
 		{"testdata/invalid-unknown-key-top.json",
@@ -240,7 +242,7 @@ func TestValidMinimal(t *testing.T) {
 		return ResolvedService{Name: name, Probe: p, Startup: startup, Liveness: probe, Readiness: probe, MemoryLimitBytes: 500 << 20}
 	}
 	want := []ResolvedService{
-		svc("livos", Probe{Kind: "tcp", Port: 8080}),
+		svc("livos", Probe{Kind: "http", Path: "/", Port: 8080, ExpectStatus: 200}),
 		svc("nexus-core", Probe{Kind: "http", Path: "/api/health", Port: 3200, ExpectStatus: 200}),
 		svc("nexus-worker", Probe{Kind: "process"}),
 		svc("nexus-memory", Probe{Kind: "http", Path: "/health", Port: 3300, ExpectStatus: 200}),
@@ -552,7 +554,7 @@ func TestParseCases(t *testing.T) {
 			"agent.metrics.listen: \"127.0.0.1:http\" does not have a port from 1 to 65535; want an IP address or localhost and a port, like 127.0.0.1:9847 (0.0.0.0:9847 for every interface)"},
 		{`{"domain": "localhost", "agent": {"metrics": {"listen": "[::1]:0"}}}`,
 			"agent.metrics.listen: \"[::1]:0\" does not have a port from 1 to 65535; want an IP address or localhost and a port, like 127.0.0.1:9847 (0.0.0.0:9847 for every interface)"},
-		{`{"domain": "localhost", "agent": {"services": {"livos": {"probe": {"bodyContains": "ok"}}, "nexus-mcp": {"probe": {"path": "/he alth"}}}}}`,
+		{`{"domain": "localhost", "agent": {"services": {"livos": {"probe": {"kind": "tcp", "bodyContains": "ok"}}, "nexus-mcp": {"probe": {"path": "/he alth"}}}}}`,
 			"agent.services.livos.probe.bodyContains: \"ok\" is only used by http probes; remove it or set probe.kind to \"http\"\nagent.services.nexus-mcp.probe.path: \"/he alth\" contains spaces or control characters; want a URL path like /health, with %20 for a space"},
 		{`{"domain": true, "useHttps": {}, "voice": {"deepgramApiKey": true, "cartesiaApiKey": {"a": 1}}, "gmail": {"clientSecret": [1]}, "discord": {"botToken": 12.5e3}}`,
 			"domain: true is a boolean; want a string\nuseHttps: {...} is an object; want true or false\ndiscord.botToken: (secret, 6 chars) is a number; want a string\nvoice.deepgramApiKey: (secret, 4 chars) is a boolean; want a string\nvoice.cartesiaApiKey: {...} is an object; want a string\ngmail.clientSecret: [...] is an array; want a string"},

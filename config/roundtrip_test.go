@@ -13,7 +13,7 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the defaults table in deploy/examples/README.md")
 
-const examplesDir = "../../deploy/examples"
+const examplesDir = "../deploy/examples"
 
 // validFiles are every config that must parse.
 func validFiles(t *testing.T) []string {
@@ -156,7 +156,7 @@ func TestREADMEDefaults(t *testing.T) {
 		return
 	}
 	if !*update {
-		t.Fatalf("%s defaults table is stale; run go test ./setup/config -run TestREADME -update\nwant:\n%s", path, table.String())
+		t.Fatalf("%s defaults table is stale; run go test ./config -run TestREADME -update\nwant:\n%s", path, table.String())
 	}
 	out := append(append(append([]byte{}, data[:i+len(begin)]...), table.String()...), data[j:]...)
 	if err := os.WriteFile(path, out, 0o644); err != nil {

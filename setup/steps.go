@@ -94,6 +94,8 @@ func (b *Box) root(tree string) string { return b.Config.TreeDir(tree) }
 
 // Plan is the pipeline plan of the box.
 func (b *Box) Plan(path, home string, env []string) *pipeline.Plan {
+	// after env: the headers of the services' node win over an npm_config_nodedir passed on
+	env = append(slices.Clone(env), NodeHeaders(path)...)
 	b.plan = &pipeline.Plan{StateDir: b.StateDir, PM2Home: b.PM2Home, Path: path, Home: home, Env: env,
 		Steps: b.Steps(), Fingerprint: b.Config.Fingerprint(), KeepOnFailure: []string{ecosystem.LogDir(b.Config)}}
 	return b.plan

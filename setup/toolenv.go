@@ -1,6 +1,10 @@
 package setup
 
-import "strings"
+import (
+	"os"
+	"path/filepath"
+	"strings"
+)
 
 // toolEnvKeys are the variables of the agent's environment that the package managers
 // need to reach a registry: proxies, CA bundles, npm, pnpm and pip settings, temp dirs.
@@ -35,4 +39,29 @@ func ToolEnv(environ []string) []string {
 		}
 	}
 	return out
+}
+
+// NodeHeaders is the environment that makes npm and pnpm compile native addons (Redis
+// clients' parsers, better-sqlite3) against the node the services run on: the first node
+// on path, whose installation prefix holds include/node. A machine's npmrc may name other
+// headers (Debian's nodejs sets nodedir=/usr), which would build an addon the services'
+// node refuses to load (NODE_MODULE_VERSION mismatch). Nil when node or its headers are
+// not found: npm then decides as usual.
+func NodeHeaders(path string) []string {
+	for _, dir := range filepath.SplitList(path) {
+		node := filepath.Join(dir, "node")
+		if st, err := os.Stat(node); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
+			continue
+		}
+		real, err := filepath.EvalSymlinks(node)
+		if err != nil {
+			return nil
+		}
+		prefix := filepath.Dir(filepath.Dir(real))
+		if _, err := os.Stat(filepath.Join(prefix, "include", "node", "node_version.h")); err != nil {
+			return nil
+		}
+		return []string{"npm_config_nodedir=" + prefix}
+	}
+	return nil
 }

@@ -5,10 +5,11 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 
 	"github.com/livinity/livinity-agent/pipeline"
-	"github.com/livinity/livinity-agent/setup/ecosystem"
 	"github.com/livinity/livinity-agent/supervisor/probe"
 	"github.com/livinity/livinity-agent/supervisor/proctree"
 )
@@ -84,7 +85,7 @@ func (b *Box) verify(ctx context.Context, x *pipeline.Exec) error {
 			r.LogTail = lastLines(logs[r.Service], errorLines)
 			line := fmt.Sprintf("%s: PM2 status %s, %d restarts", r.Service, orNone(r.PM2Status), r.Restarts)
 			if r.LogTail != "" {
-				line += "; last lines of " + ecosystem.LogDir(b.Config) + "/" + r.Service + "-error.log:\n      " +
+				line += "; its error log (" + filepath.Base(logs[r.Service]) + ") ends:\n      " +
 					strings.ReplaceAll(r.LogTail, "\n", "\n      ")
 			}
 			why = append(why, line)
@@ -95,6 +96,10 @@ func (b *Box) verify(ctx context.Context, x *pipeline.Exec) error {
 	return err
 }
 
+// noise matches a log line that says nothing of the error: empty after PM2's timestamp, a
+// stack frame, a brace.
+var noise = regexp.MustCompile(`^(\d{4}-\d\d-\d\dT[\d:]+: ?)?\s*(at .*|[{}\]\[]|)$`)
+
 func orNone(s string) string {
 	if s == "" {
 		return "(not in PM2)"
@@ -102,7 +107,9 @@ func orNone(s string) string {
 	return s
 }
 
-// lastLines returns the last n non-empty lines of the file at path ("" if unreadable).
+// lastLines returns the last n lines of the file at path that say something: blank lines,
+// stack frames ("at f (file:1:2)") and lone braces are left out, so that a Node.js error's
+// message shows rather than its stack ("" if unreadable).
 func lastLines(path string, n int) string {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -113,9 +120,11 @@ func lastLines(path string, n int) string {
 	}
 	var lines []string
 	for _, l := range bytes.Split(data, []byte("\n")) {
-		if t := strings.TrimRight(string(l), "\r "); t != "" {
-			lines = append(lines, t)
+		t := strings.TrimRight(string(l), "\r ")
+		if noise.MatchString(t) {
+			continue
 		}
+		lines = append(lines, t)
 	}
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]

@@ -181,12 +181,3 @@ func (w *Workspace) Closure(p *Package) []*Package {
 	visit(p)
 	return out
 }
-
-// EnginesNode is the "engines.node" range of a tree's package.json ("" when none).
-func EnginesNode(root string) string {
-	m, err := readManifest(filepath.Join(root, "package.json"))
-	if err != nil {
-		return ""
-	}
-	return m.Engines["node"]
-}

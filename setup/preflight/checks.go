@@ -37,12 +37,21 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) []Result {
 		o.DiskPath = cfg.Paths.LivosBaseDir
 	}
 	pf := cfg.Agent.Preflight
+	needs := map[string][]string{}
+	python := false
+	for _, d := range cfg.Services() {
+		for _, n := range d.Needs {
+			needs[n] = append(needs[n], d.Name)
+		}
+		python = python || d.Kind == config.RunPython
+	}
 	return run(ctx, []func(context.Context) Result{
-		func(ctx context.Context) Result { return o.checkNode(ctx, pf.MinNodeMajor) },
+		func(ctx context.Context) Result { return o.checkNode(ctx, pf.MinNodeMajor, cfg) },
 		func(ctx context.Context) Result { return o.checkPM2() },
-		o.checkPython,
+		func(ctx context.Context) Result { return o.checkPython(ctx, python) },
 		o.checkDocker,
-		o.checkRedis,
+		func(ctx context.Context) Result { return o.checkRedis(ctx, needs[config.NeedRedis]) },
+		func(ctx context.Context) Result { return o.checkDBus(ctx, needs[config.NeedDBus]) },
 		func(ctx context.Context) Result { return o.checkDisk(ctx, pf.MinDiskGB) },
 		func(ctx context.Context) Result { return o.checkMemory(ctx, pf.MinRAMGB) },
 		func(ctx context.Context) Result { return o.checkPorts(cfg) },
@@ -51,11 +60,44 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) []Result {
 
 var nodeVersion = regexp.MustCompile(`^v(\d+)\.\d+\.\d+`)
 
-func (o Options) checkNode(ctx context.Context, minMajor int) Result {
+// enginesMajor is the lowest Node.js major a package.json "engines.node" range allows
+// (">=22.0.0", "^22", "22.x", ">= 20 <23"); 0 when there is none or it cannot be read.
+var enginesMajor = regexp.MustCompile(`^\s*(?:>=|\^|~|=)?\s*v?(\d+)`)
+
+// treeNodeMajor is the lowest Node.js major the trees of cfg require, and the range that
+// says so.
+func treeNodeMajor(cfg *config.Config) (int, string, string) {
+	best, why, where := 0, "", ""
+	for _, tree := range []string{config.TreeLivos, config.TreeNexus} {
+		dir := cfg.TreeDir(tree)
+		b, err := os.ReadFile(filepath.Join(dir, "package.json"))
+		if err != nil {
+			continue
+		}
+		var m struct{ Engines map[string]string }
+		if json.Unmarshal(b, &m) != nil {
+			continue
+		}
+		if mm := enginesMajor.FindStringSubmatch(m.Engines["node"]); mm != nil {
+			if n, _ := strconv.Atoi(mm[1]); n > best {
+				best, why, where = n, m.Engines["node"], filepath.Join(dir, "package.json")
+			}
+		}
+	}
+	return best, why, where
+}
+
+func (o Options) checkNode(ctx context.Context, minMajor int, cfg *config.Config) Result {
 	want := minMajor
 	if want <= 0 {
 		want = 22
 	}
+	// the trees' own engines.node: a lower agent.preflight.minNodeMajor does not silence it
+	treeMajor, treeRange, treeFile := treeNodeMajor(cfg)
+	if treeMajor > want {
+		want = treeMajor
+	}
+	minMajor = want
 	r := Result{
 		Name:     NameNode,
 		Critical: true,
@@ -79,6 +121,9 @@ func (o Options) checkNode(ctx context.Context, minMajor int) Result {
 		return r.fail(fmt.Sprintf("%s --version printed %q, not a version", bin, firstLine(out)))
 	}
 	if major < minMajor {
+		if treeMajor == minMajor {
+			return r.fail(fmt.Sprintf("%s at %s; the tree needs node %s (engines.node in %s)", m[0], bin, treeRange, treeFile))
+		}
 		return r.fail(fmt.Sprintf("%s at %s; %d or later is needed", m[0], bin, minMajor))
 	}
 	return r.ok(fmt.Sprintf("%s at %s", m[0], bin))
@@ -125,8 +170,11 @@ func pm2Version(bin string) (string, error) {
 	return pkg.Version, nil
 }
 
-func (o Options) checkPython(ctx context.Context) Result {
-	r := Result{Name: NamePython, Fix: "apt-get install -y python3 python3-venv (nexus-memory runs in a Python venv)"}
+func (o Options) checkPython(ctx context.Context, needed bool) Result {
+	r := Result{Name: NamePython, Fix: "apt-get install -y python3 python3-venv (a python service runs in a venv)"}
+	if !needed {
+		return r.ok("not needed: no service of the catalog runs on Python")
+	}
 	bin, err := lookPath(o.Python, o.Path)
 	if err != nil {
 		return r.warn(err.Error())
@@ -152,15 +200,61 @@ func (o Options) checkDocker(ctx context.Context) Result {
 	return r.ok(fmt.Sprintf("engine %s", strings.TrimSpace(out)))
 }
 
-func (o Options) checkRedis(ctx context.Context) Result {
-	r := Result{Name: NameRedis, Fix: "install and start Redis: apt-get install -y redis-server && systemctl enable --now redis-server"}
+// checkRedis asks Redis for a PING: critical when a service needs Redis (users), a
+// warning otherwise. An answer asking for a password counts: Redis runs.
+func (o Options) checkRedis(ctx context.Context, users []string) Result {
+	r := Result{Name: NameRedis, Critical: len(users) > 0,
+		Fix: "install and start Redis on " + o.RedisAddr + ": apt-get install -y redis-server && systemctl enable --now redis-server"}
+	bad := r.warn
+	if r.Critical {
+		bad = r.fail
+	}
 	d := net.Dialer{Timeout: o.DialTimeout}
 	conn, err := d.DialContext(ctx, "tcp", o.RedisAddr)
 	if err != nil {
-		return r.warn(fmt.Sprintf("cannot connect: %v", err))
+		return bad(fmt.Sprintf("cannot connect to %s (needed by %s): %v", o.RedisAddr, strings.Join(users, ", "), err))
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(o.DialTimeout))
+	buf := make([]byte, 64)
+	_, err = conn.Write([]byte("PING\r\n"))
+	n := 0
+	if err == nil {
+		n, err = conn.Read(buf)
+	}
+	reply := string(buf[:n])
+	switch {
+	case err != nil:
+		return bad(fmt.Sprintf("%s accepts connections but does not answer PING: %v", o.RedisAddr, err))
+	case strings.HasPrefix(reply, "+PONG"), strings.HasPrefix(reply, "-NOAUTH"):
+		return r.ok(o.RedisAddr + " answers PING")
+	default:
+		return bad(fmt.Sprintf("%s answered PING with %q: not Redis", o.RedisAddr, firstLine(reply)))
+	}
+}
+
+// checkDBus connects to the D-Bus system bus: critical when a service needs it (users;
+// livinityd exits with "connect ENOENT /var/run/dbus/system_bus_socket" without one).
+func (o Options) checkDBus(ctx context.Context, users []string) Result {
+	r := Result{Name: NameDBus, Critical: len(users) > 0,
+		Fix: "install and start the D-Bus system bus: apt-get install -y dbus && systemctl enable --now dbus"}
+	if len(users) == 0 {
+		return r.ok("not needed: no service of the catalog uses it")
+	}
+	path := o.SystemBus
+	if path == "" {
+		path = "/var/run/dbus/system_bus_socket"
+		if addr, ok := strings.CutPrefix(os.Getenv("DBUS_SYSTEM_BUS_ADDRESS"), "unix:path="); ok {
+			path, _, _ = strings.Cut(addr, ",")
+		}
+	}
+	d := net.Dialer{Timeout: o.DialTimeout}
+	conn, err := d.DialContext(ctx, "unix", path)
+	if err != nil {
+		return r.fail(fmt.Sprintf("no system bus at %s (needed by %s): %v", path, strings.Join(users, ", "), err))
 	}
 	conn.Close()
-	return r.ok(o.RedisAddr + " accepts connections")
+	return r.ok("system bus at " + path)
 }
 
 func (o Options) checkDisk(ctx context.Context, minGB float64) Result {

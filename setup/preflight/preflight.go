@@ -1,5 +1,7 @@
-// Package preflight checks a machine before onboarding: the tools LivOS runs on (Node.js,
-// PM2, Python with venv, Docker), Redis, free disk and memory. Each check yields a Result
+// Package preflight checks a machine before onboarding: the tools LivOS runs on (Node.js
+// as new as the trees' engines.node, PM2, Python with venv where a service needs it,
+// Docker), Redis and the D-Bus system bus where the catalog's services need them, free disk
+// and memory. Each check yields a Result
 // with a concrete fix; a failed critical check stops onboarding.
 package preflight
 
@@ -40,6 +42,9 @@ type Options struct {
 	Path string
 	// RedisAddr is where Redis should listen; default 127.0.0.1:6379.
 	RedisAddr string
+	// SystemBus is the D-Bus system bus socket; default $DBUS_SYSTEM_BUS_ADDRESS's path,
+	// else /var/run/dbus/system_bus_socket.
+	SystemBus string
 	// DiskPath is where the free disk is measured: its nearest existing ancestor. Default:
 	// the LivOS base directory.
 	DiskPath string
@@ -79,6 +84,7 @@ const (
 	NamePython = "Python venv"
 	NameDocker = "Docker"
 	NameRedis  = "Redis"
+	NameDBus   = "D-Bus"
 	NameDisk   = "Disk space"
 	NameMemory = "Memory"
 	NamePorts  = "Ports"

@@ -88,7 +88,7 @@ func TestNodeTimeout(t *testing.T) {
 	if err := os.WriteFile(hang, []byte("#!/bin/sh\n"+sleep+"\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	r := Options{Node: hang, CommandTimeout: 300 * time.Millisecond}.withDefaults().checkNode(context.Background(), 22)
+	r := Options{Node: hang, CommandTimeout: 300 * time.Millisecond}.withDefaults().checkNode(context.Background(), 22, &config.Config{})
 	if r.Status != Fail || !strings.Contains(r.Detail, "did not finish within 300ms") {
 		t.Errorf("hanging node: %+v", r)
 	}
@@ -127,15 +127,28 @@ func TestPM2(t *testing.T) {
 	}
 }
 
+// pythonConfig is testConfig with nexus-memory run as a python service.
+func pythonConfig(t *testing.T) *config.Config {
+	c := testConfig(t, 0, 0, 0)
+	port := "memory"
+	c.Agent.Catalog = []config.CatalogEntry{{Name: "nexus-memory", Kind: config.RunPython, Script: "src/server.py", Port: &port}}
+	return c
+}
+
 func TestPython(t *testing.T) {
-	r := find(t, Run(context.Background(), testConfig(t, 0, 0, 0), Options{}), NamePython)
+	r := find(t, Run(context.Background(), pythonConfig(t), Options{}), NamePython)
 	if r.Status != OK || !strings.Contains(r.Detail, "with venv and ensurepip") {
 		t.Errorf("python3 on PATH: %+v, want OK", r)
 	}
 	empty := t.TempDir()
-	r = find(t, Run(context.Background(), testConfig(t, 0, 0, 0), Options{Path: empty}), NamePython)
+	r = find(t, Run(context.Background(), pythonConfig(t), Options{Path: empty}), NamePython)
 	if r.Status != Warn || r.Critical || !strings.Contains(r.Fix, "python3-venv") {
 		t.Errorf("no python3: %+v, want WARN with a fix", r)
+	}
+	// LivOS itself has no python service: python is not looked for
+	r = find(t, Run(context.Background(), testConfig(t, 0, 0, 0), Options{Path: empty}), NamePython)
+	if r.Status != OK || !strings.Contains(r.Detail, "not needed") {
+		t.Errorf("no python service: %+v, want OK (not needed)", r)
 	}
 	// A real python3 that cannot import venv: a module of that name shadows the stdlib one.
 	shadow := t.TempDir()
@@ -143,9 +156,35 @@ func TestPython(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv("PYTHONPATH", shadow)
-	r = find(t, Run(context.Background(), testConfig(t, 0, 0, 0), Options{}), NamePython)
+	r = find(t, Run(context.Background(), pythonConfig(t), Options{}), NamePython)
 	if r.Status != Warn || !strings.Contains(r.Detail, "ImportError: no venv here") {
 		t.Errorf("python3 without venv: %+v, want WARN naming the import error", r)
+	}
+}
+
+// TestNodeEngines: the trees' engines.node decides, whatever a lower minNodeMajor says.
+func TestNodeEngines(t *testing.T) {
+	t.Parallel()
+	major := nodeMajor(t)
+	c := testConfig(t, 1, 0, 0)
+	if err := os.MkdirAll(c.Paths.LivosBaseDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	manifest := filepath.Join(c.Paths.LivosBaseDir, "package.json")
+	write := func(rng string) {
+		if err := os.WriteFile(manifest, []byte(`{"name":"livos","engines":{"node":"`+rng+`"}}`), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(">=" + strconv.Itoa(major+1) + ".0.0")
+	r := find(t, Run(context.Background(), c, Options{Path: testenv.PATH(t)}), NameNode)
+	if r.Status != Fail || !r.Critical || !strings.Contains(r.Detail, "the tree needs node >="+strconv.Itoa(major+1)) ||
+		!strings.Contains(r.Detail, manifest) || !strings.Contains(r.Fix, "Node.js "+strconv.Itoa(major+1)) {
+		t.Errorf("engines above this node: %+v, want a critical FAIL naming the range and the file", r)
+	}
+	write("^" + strconv.Itoa(major))
+	if r := find(t, Run(context.Background(), c, Options{Path: testenv.PATH(t)}), NameNode); r.Status != OK {
+		t.Errorf("engines ^%d with node %d: %+v, want OK", major, major, r)
 	}
 }
 
@@ -169,21 +208,49 @@ func TestDocker(t *testing.T) {
 
 func TestRedis(t *testing.T) {
 	t.Parallel()
+	addr := testenv.StartRedis(t)
+	r := find(t, Run(context.Background(), testConfig(t, 0, 0, 0), Options{RedisAddr: addr}), NameRedis)
+	if r.Status != OK || r.Detail != addr+" answers PING" || !r.Critical {
+		t.Errorf("real redis: %+v", r)
+	}
+
+	// something that accepts connections but is not Redis
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	addr := l.Addr().String()
-	r := find(t, Run(context.Background(), testConfig(t, 0, 0, 0), Options{RedisAddr: addr}), NameRedis)
-	if r.Status != OK || r.Detail != addr+" accepts connections" {
-		t.Errorf("listening: %+v", r)
+	r = find(t, Run(context.Background(), testConfig(t, 0, 0, 0), Options{RedisAddr: l.Addr().String(), DialTimeout: 300 * time.Millisecond}), NameRedis)
+	if r.Status != Fail || !strings.Contains(r.Detail, "does not answer PING") {
+		t.Errorf("silent listener: %+v, want a FAIL", r)
 	}
 
 	closed := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
 	r = find(t, Run(context.Background(), testConfig(t, 0, 0, 0), Options{RedisAddr: closed}), NameRedis)
-	if r.Status != Warn || r.Critical || !strings.Contains(r.Detail, "connection refused") || !strings.Contains(r.Fix, "redis-server") {
-		t.Errorf("closed port: %+v, want WARN with a fix", r)
+	if r.Status != Fail || !r.Critical || !strings.Contains(r.Detail, "connection refused") ||
+		!strings.Contains(r.Detail, "nexus-core") || !strings.Contains(r.Fix, "redis-server") {
+		t.Errorf("closed port: %+v, want a critical FAIL naming who needs it, with a fix", r)
+	}
+	// a catalog without Redis users: only a warning
+	c := testConfig(t, 0, 0, 0)
+	c.Agent.Catalog = []config.CatalogEntry{{Name: "nexus-core", Needs: []string{}}, {Name: "nexus-worker", Disabled: true}, {Name: "nexus-mcp", Disabled: true}}
+	r = find(t, Run(context.Background(), c, Options{RedisAddr: closed}), NameRedis)
+	if r.Status != Warn || r.Critical {
+		t.Errorf("closed port, no service needs redis: %+v, want WARN", r)
+	}
+}
+
+func TestDBus(t *testing.T) {
+	t.Parallel()
+	bus := testenv.StartBus(t)
+	r := find(t, Run(context.Background(), testConfig(t, 0, 0, 0), Options{SystemBus: bus}), NameDBus)
+	if r.Status != OK || !r.Critical || r.Detail != "system bus at "+bus {
+		t.Errorf("real bus: %+v", r)
+	}
+	missing := filepath.Join(t.TempDir(), "system_bus_socket")
+	r = find(t, Run(context.Background(), testConfig(t, 0, 0, 0), Options{SystemBus: missing}), NameDBus)
+	if r.Status != Fail || !r.Critical || !strings.Contains(r.Detail, "no system bus at "+missing+" (needed by livos)") || !strings.Contains(r.Fix, "apt-get install -y dbus") {
+		t.Errorf("no bus: %+v, want a critical FAIL naming livos, with a fix", r)
 	}
 }
 
@@ -215,7 +282,7 @@ func TestMemory(t *testing.T) {
 
 func TestRunOrderAndCancel(t *testing.T) {
 	t.Parallel()
-	want := []string{NameNode, NamePM2, NamePython, NameDocker, NameRedis, NameDisk, NameMemory, NamePorts}
+	want := []string{NameNode, NamePM2, NamePython, NameDocker, NameRedis, NameDBus, NameDisk, NameMemory, NamePorts}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	results := Run(ctx, nil, Options{Path: testenv.PATH(t)})
