@@ -17,7 +17,7 @@ func promtool(t *testing.T) string {
 	t.Helper()
 	p, err := exec.LookPath("promtool")
 	if err != nil {
-		t.Fatalf("promtool is required (Debian package prometheus): run scripts/install-prometheus.sh: %v", err)
+		t.Fatalf("promtool is required (Debian package prometheus): run scripts/install-packages.sh: %v", err)
 	}
 	return p
 }

