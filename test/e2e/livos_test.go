@@ -346,7 +346,9 @@ func listTree(t *testing.T, root string) map[string]bool {
 	return out
 }
 
-func equalSets(a, b map[string]bool) bool { return len(newPaths(a, b)) == 0 && len(newPaths(b, a)) == 0 }
+func equalSets(a, b map[string]bool) bool {
+	return len(newPaths(a, b)) == 0 && len(newPaths(b, a)) == 0
+}
 
 func newPaths(before, after map[string]bool) []string {
 	var out []string
