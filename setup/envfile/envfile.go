@@ -183,21 +183,26 @@ func Build(cfg *config.Config, existing map[string]string, rotate bool, rnd io.R
 	// the catalog's path keys (NEXUS_LOGS_DIR, MEMORY_DATA_DIR, ...): the services default
 	// them to /opt/nexus whatever the trees' paths, so a tree elsewhere needs them; a key
 	// the file already has is the operator's and is kept below
-	defaults := map[string]string{}
+	paths := map[string]string{}
 	for _, d := range cfg.Services() {
 		for k, v := range d.Env {
-			if _, ok := existing[k]; !ok && !slices.Contains(managedKeys, k) {
-				defaults[k] = cfg.Expand(v, 0)
+			if slices.Contains(managedKeys, k) {
+				continue
+			}
+			if cur, ok := existing[k]; ok {
+				paths[k] = cur
+			} else {
+				paths[k] = cfg.Expand(v, 0)
 			}
 		}
 	}
-	for _, k := range slices.Sorted(maps.Keys(defaults)) {
-		add(k, defaults[k])
+	for _, k := range slices.Sorted(maps.Keys(paths)) {
+		add(k, paths[k])
 	}
 
 	var extra []string
 	for k := range existing {
-		if !slices.Contains(managedKeys, k) {
+		if _, path := paths[k]; !path && !slices.Contains(managedKeys, k) {
 			extra = append(extra, k)
 		}
 	}

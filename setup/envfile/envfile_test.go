@@ -69,6 +69,8 @@ func TestBuildFirstInstall(t *testing.T) {
 		"LIVOS_BASE_DIR", "NEXUS_BASE_DIR", "TELEGRAM_BOT_TOKEN", "TELEGRAM_DM_POLICY",
 		"DISCORD_BOT_TOKEN", "DISCORD_APPLICATION_ID", "DEEPGRAM_API_KEY", "CARTESIA_API_KEY",
 		"GMAIL_CLIENT_ID", "GMAIL_CLIENT_SECRET", "NODE_ENV",
+		// the catalog's path keys, derived from paths.nexusBaseDir
+		"MEMORY_DATA_DIR", "NEXUS_LOGS_DIR", "NEXUS_SKILLS_DIR", "SKILL_CACHE_DIR", "SKILL_INSTALL_DIR",
 	}
 	if got := e.Keys(); !slices.Equal(got, want) {
 		t.Errorf("Keys() =\n%q\nwant\n%q", got, want)
@@ -86,6 +88,9 @@ func TestBuildFirstInstall(t *testing.T) {
 		"NEXUS_BASE_DIR":     "/opt/nexus",
 		"TELEGRAM_DM_POLICY": "pairing",
 		"NODE_ENV":           "production",
+		"NEXUS_LOGS_DIR":     "/opt/nexus/logs",
+		"MEMORY_DATA_DIR":    "/opt/nexus/data/memory",
+		"SKILL_INSTALL_DIR":  "/opt/nexus/skills/marketplace",
 	} {
 		if got := e.Get(k); got != v {
 			t.Errorf("Get(%s) = %q, want %q", k, got, v)
@@ -155,7 +160,7 @@ func TestRerunKeepsSecretsAndUserKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.WriteString("\n# mine\nGEMINI_API_KEY=gm-secret-123\nexport A_FLAG=\"on\"\n")
+	f.WriteString("\n# mine\nGEMINI_API_KEY=gm-secret-123\nexport A_FLAG=\"on\"\nNEXUS_LOGS_DIR=/var/log/nexus\n")
 	f.Close()
 
 	existing, err := Read(path)
@@ -180,8 +185,13 @@ func TestRerunKeepsSecretsAndUserKeys(t *testing.T) {
 		t.Errorf("config change not applied: API_PORT=%q NEXUS_API_URL=%q", second.Get("API_PORT"), second.Get("NEXUS_API_URL"))
 	}
 	keys := second.Keys()
-	if got := keys[len(keys)-3:]; !slices.Equal(got, []string{"NODE_ENV", "A_FLAG", "GEMINI_API_KEY"}) {
-		t.Errorf("last keys = %q, want NODE_ENV then the user's keys sorted", got)
+	if got := keys[len(keys)-8:]; !slices.Equal(got, []string{"NODE_ENV", "MEMORY_DATA_DIR", "NEXUS_LOGS_DIR",
+		"NEXUS_SKILLS_DIR", "SKILL_CACHE_DIR", "SKILL_INSTALL_DIR", "A_FLAG", "GEMINI_API_KEY"}) {
+		t.Errorf("last keys = %q, want NODE_ENV, the path keys, then the user's keys sorted", got)
+	}
+	// a path key the file has is kept (the operator may have moved logs elsewhere)
+	if second.Get("NEXUS_LOGS_DIR") != "/var/log/nexus" {
+		t.Errorf("NEXUS_LOGS_DIR = %q; the operator's value must be kept", second.Get("NEXUS_LOGS_DIR"))
 	}
 	if second.Get("GEMINI_API_KEY") != "gm-secret-123" || second.Get("A_FLAG") != "on" {
 		t.Errorf("user keys = %q, %q", second.Get("GEMINI_API_KEY"), second.Get("A_FLAG"))

@@ -1,0 +1,163 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/livinity/livinity-agent/internal/testenv"
+)
+
+func testPlan(t *testing.T, steps ...*Step) (*Plan, Options, *testenv.Buffer) {
+	t.Helper()
+	logs := &testenv.Buffer{}
+	return &Plan{StateDir: filepath.Join(t.TempDir(), "state"), Path: os.Getenv("PATH"), Home: t.TempDir(), Steps: steps},
+		Options{Logger: slog.New(slog.NewTextHandler(logs, nil))}, logs
+}
+
+func statuses(res *Result) map[string]Status {
+	out := map[string]Status{}
+	for _, s := range res.Steps {
+		out[s.Step.ID] = s.Status
+	}
+	return out
+}
+
+func write(path, text string) func(context.Context, *Exec) error {
+	return func(context.Context, *Exec) error { return os.WriteFile(path, []byte(text), 0o644) }
+}
+
+// TestDependencyFailed: a step whose dependency failed does not run; an optional one is
+// reported "not run" and the run goes on, a required one fails the run with the cause.
+func TestDependencyFailed(t *testing.T) {
+	dir := t.TempDir()
+	ran := filepath.Join(dir, "ran")
+	boom := errors.New("registry unreachable")
+	install := &Step{ID: "install", Optional: true, Action: func(context.Context, *Exec) error { return boom }}
+	optBuild := &Step{ID: "build-opt", Optional: true, After: []string{"install"}, Action: write(ran, "opt")}
+	independent := &Step{ID: "other", Action: write(filepath.Join(dir, "other"), "x")}
+	eco := &Step{ID: "eco", After: []string{"other"}, Wait: []string{"build-opt"}, Action: write(filepath.Join(dir, "eco"), "x")}
+	plan, opts, _ := testPlan(t, install, optBuild, independent, eco)
+	res, err := Run(context.Background(), plan, opts)
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	st := statuses(res)
+	if st["install"] != StatusWarned || st["build-opt"] != StatusNotRun || st["other"] != StatusDone || st["eco"] != StatusDone {
+		t.Errorf("statuses = %v; want install warned, build-opt not run, other and eco done", st)
+	}
+	if _, err := os.Stat(ran); err == nil {
+		t.Error("a step ran after the step it needs failed")
+	}
+	if e := res.Steps[1].Err; e == nil || !errors.Is(e, boom) || !strings.Contains(e.Error(), "needs step install") {
+		t.Errorf("not-run reason = %v; want it to name install and its error", e)
+	}
+
+	// the same with a required dependent: the run fails with the dependency's error
+	required := &Step{ID: "build", After: []string{"install"}, Action: write(ran, "req")}
+	install2 := &Step{ID: "install", Optional: true, Action: func(context.Context, *Exec) error { return boom }}
+	plan, opts, _ = testPlan(t, install2, required)
+	_, err = Run(context.Background(), plan, opts)
+	if err == nil || !errors.Is(err, boom) || !strings.Contains(err.Error(), "step build not run: needs step install") {
+		t.Errorf("required dependent: err = %v; want the run to fail naming install's error", err)
+	}
+	if _, err := os.Stat(ran); err == nil {
+		t.Error("a required step ran after the step it needs failed")
+	}
+}
+
+// TestWatchRemovesWhatCommandsWrote: files a step's command writes beyond what it
+// declares are removed when the run rolls back; what was there before stays.
+func TestWatchRemovesWhatCommandsWrote(t *testing.T) {
+	tree := t.TempDir()
+	for _, p := range []string{"kept/old.txt", "node_modules/dep/index.js"} {
+		os.MkdirAll(filepath.Join(tree, filepath.Dir(p)), 0o755)
+		os.WriteFile(filepath.Join(tree, p), []byte("before"), 0o644)
+	}
+	install := &Step{ID: "install", Watch: func() []string { return []string{tree} },
+		Action: func(ctx context.Context, x *Exec) error {
+			// an install script that generates files outside node_modules
+			return x.Command(ctx, tree, "sh", "-c", "mkdir -p public/generated-icons kept/new && touch public/generated-icons/a.svg kept/new/b kept/c")
+		}}
+	fail := &Step{ID: "build", After: []string{"install"}, Action: func(context.Context, *Exec) error { return errors.New("tsc failed") }}
+	plan, opts, _ := testPlan(t, install, fail)
+	if _, err := Run(context.Background(), plan, opts); !errors.Is(err, ErrRolledBack) {
+		t.Fatalf("run: %v; want a rollback", err)
+	}
+	for _, p := range []string{"public", "kept/new", "kept/c"} {
+		if _, err := os.Lstat(filepath.Join(tree, p)); err == nil {
+			t.Errorf("%s, written by the rolled-back step, is still there", p)
+		}
+	}
+	for _, p := range []string{"kept/old.txt", "node_modules/dep/index.js"} {
+		if b, err := os.ReadFile(filepath.Join(tree, p)); err != nil || string(b) != "before" {
+			t.Errorf("%s, there before the run, is gone or changed: %v", p, err)
+		}
+	}
+	if m, _ := filepath.Glob(filepath.Join(plan.StateDir, "watch", "*")); len(m) != 0 {
+		t.Errorf("listings left after the rollback: %v", m)
+	}
+}
+
+// TestSilentCommandReportedAlive: a command that prints nothing is reported alive every
+// Heartbeat, in the log and to the observer.
+func TestSilentCommandReportedAlive(t *testing.T) {
+	old := Heartbeat
+	Heartbeat = 200 * time.Millisecond
+	t.Cleanup(func() { Heartbeat = old })
+	var notes testenv.Buffer
+	step := &Step{ID: "install", Action: func(ctx context.Context, x *Exec) error {
+		return x.Command(ctx, t.TempDir(), "sleep", "0.7")
+	}}
+	plan, opts, logs := testPlan(t, step)
+	opts.Observe = func(e Event) {
+		if e.Note != "" {
+			notes.Write([]byte(e.Note + "\n"))
+		}
+	}
+	if _, err := Run(context.Background(), plan, opts); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(logs.String(), "command still running"); n < 2 {
+		t.Errorf("%d alive lines for a 0.7 s silent command at a 0.2 s heartbeat; log:\n%s", n, logs.String())
+	}
+	if !strings.Contains(logs.String(), "silentSeconds=") || !strings.Contains(notes.String(), "sleep running") {
+		t.Errorf("alive reports lack the silence or the command: log %q notes %q", logs.String(), notes.String())
+	}
+}
+
+// TestFailedRunKeepsLogs: the logs of a failed run are copied into the state dir before the
+// rollback removes them, and the error names where.
+func TestFailedRunKeepsLogs(t *testing.T) {
+	tree := t.TempDir()
+	logs := filepath.Join(tree, "logs")
+	mk := &Step{ID: "dirs", Creates: func() []string { return []string{logs} }, Action: func(context.Context, *Exec) error {
+		os.MkdirAll(logs, 0o755)
+		return os.WriteFile(filepath.Join(logs, "svc-error.log"), []byte("Error: connect ENOENT /var/run/dbus/system_bus_socket\n"), 0o644)
+	}}
+	fail := &Step{ID: "verify", After: []string{"dirs"}, Action: func(context.Context, *Exec) error { return errors.New("svc not healthy") }}
+	plan, opts, _ := testPlan(t, mk, fail)
+	plan.KeepOnFailure = []string{logs}
+	_, err := Run(context.Background(), plan, opts)
+	if !errors.Is(err, ErrRolledBack) || !strings.Contains(err.Error(), "kept in "+FailedRunsDir(plan.StateDir)) {
+		t.Fatalf("err = %v; want a rollback naming the kept logs", err)
+	}
+	if _, err := os.Stat(logs); err == nil {
+		t.Error("the rollback left the logs dir it created")
+	}
+	kept, _ := filepath.Glob(filepath.Join(FailedRunsDir(plan.StateDir), "*", "logs", "svc-error.log"))
+	if len(kept) != 1 {
+		t.Fatalf("kept service logs: %v", kept)
+	}
+	if b, _ := os.ReadFile(kept[0]); !strings.Contains(string(b), "system_bus_socket") {
+		t.Errorf("kept log = %q", b)
+	}
+	if steps, _ := filepath.Glob(filepath.Join(FailedRunsDir(plan.StateDir), "*", "steps", "verify.log")); len(steps) != 1 {
+		t.Errorf("kept step logs: %v", steps)
+	}
+}
