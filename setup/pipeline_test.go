@@ -1,8 +1,11 @@
 package setup_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/livinity/livinity-agent/config"
+	"github.com/livinity/livinity-agent/deploy/demo"
 	"github.com/livinity/livinity-agent/internal/testenv"
 	"github.com/livinity/livinity-agent/pipeline"
 	"github.com/livinity/livinity-agent/setup"
@@ -75,7 +79,33 @@ func TestOnboardThenNoChangeRerun(t *testing.T) {
 	if link, err := os.Readlink(filepath.Join(f.nexus(), ".env")); err != nil || link != envPath {
 		t.Errorf("nexus/.env link = %q, %v; want %s", link, err, envPath)
 	}
-	// PM2 listings shown to users must not carry the secrets (apps read .env themselves)
+	// the services got the .env in their environment: nexus-memory (which reads no .env
+	// itself) authenticates with its key
+	stats := fmt.Sprintf("http://127.0.0.1:%d/stats", f.cfg.Ports.Memory)
+	if code := httpStatus(t, stats, ""); code != 401 {
+		t.Errorf("nexus-memory /stats without a key = %d, want 401 (it runs without authentication)", code)
+	}
+	if code := httpStatus(t, stats, env1["LIV_API_KEY"]); code != 200 {
+		t.Errorf("nexus-memory /stats with the .env's key = %d, want 200", code)
+	}
+	// path keys follow the trees: nothing of the services lands under /opt/nexus
+	for k, want := range map[string]string{"NEXUS_LOGS_DIR": filepath.Join(f.nexus(), "logs"), "MEMORY_DATA_DIR": filepath.Join(f.nexus(), "data", "memory")} {
+		if env1[k] != want {
+			t.Errorf(".env %s = %q, want %q", k, env1[k], want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(f.nexus(), "data", "memory", "memory-state.json")); err != nil {
+		t.Errorf("nexus-memory did not write into the tree's data dir: %v", err)
+	}
+	// the tree's own ecosystem file is never the agent's
+	tracked, _ := demo.FS.ReadFile("livos/ecosystem.config.cjs")
+	if b, err := os.ReadFile(filepath.Join(f.livos(), "ecosystem.config.cjs")); err != nil || !bytes.Equal(b, tracked) || len(tracked) == 0 {
+		t.Errorf("the tree's tracked ecosystem.config.cjs was changed (err %v)", err)
+	}
+	if _, err := os.Stat(f.box.EcosystemFile()); err != nil || filepath.Dir(f.box.EcosystemFile()) != f.state {
+		t.Errorf("the agent's ecosystem is not in the state dir: %s (%v)", f.box.EcosystemFile(), err)
+	}
+	// PM2 listings shown to users must not carry the secrets (apps get the .env by path)
 	cmd := exec.Command(f.pm2Bin, "jlist")
 	cmd.Env = append(os.Environ(), "PM2_HOME="+f.pm2Home)
 	jlist, err := cmd.Output()
@@ -169,5 +199,53 @@ func TestPathsWithQuotesSpacesAndSubstitutions(t *testing.T) {
 		if a.Status != "online" {
 			t.Errorf("%s is %s", a.Name, a.Status)
 		}
+	}
+}
+
+// httpStatus is the status of GET url (with X-API-Key when key is set), 0 on no answer.
+func httpStatus(t *testing.T, url, key string) int {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	if key != "" {
+		req.Header.Set("X-API-Key", key)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestOptionalBuildFails: an optional service whose build fails is left out and reported
+// skipped; the rest of the box onboards and is healthy.
+func TestOptionalBuildFails(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := newFixture(t, "tree")
+	appendFile(t, filepath.Join(f.nexus(), "packages", "worker", "src", "index.ts"), "\nexport const broken: number = \"not a number\";\n")
+	res, err := f.run(ctx)
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if st := res.Status("build-worker"); st != pipeline.StatusWarned {
+		t.Errorf("build-worker = %s, want warned", st)
+	}
+	for _, h := range f.box.Health {
+		switch {
+		case h.Service == "nexus-worker" && !h.Skipped:
+			t.Errorf("nexus-worker = %+v; want skipped, not awaited", h)
+		case h.Service != "nexus-worker" && !h.OK:
+			t.Errorf("%s not healthy: %s", h.Service, h.Detail)
+		}
+	}
+	apps := f.apps(ctx)
+	for _, a := range apps {
+		if a.Name == "nexus-worker" {
+			t.Errorf("nexus-worker was started though its build failed: %+v", a)
+		}
+	}
+	if len(apps) != 4 {
+		t.Errorf("%d PM2 apps, want the 4 that built", len(apps))
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -56,6 +57,22 @@ func TestFailureRollsBack(t *testing.T) {
 			wantErr: "livos (http",
 		},
 		{
+			name: "app crashes at start",
+			prepare: func(t *testing.T, f *fixture) {
+				// livinityd throws at start: PM2 restarts it until the health deadline
+				cli := filepath.Join(f.livos(), "packages", "livinityd", "source", "cli.ts")
+				b, err := os.ReadFile(cli)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(cli, append([]byte("throw new Error('livinityd refuses to start: broken release');\n"), b...), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				f.cfg.Agent.HealthTimeoutSeconds = 8
+			},
+			wantErr: "livinityd refuses to start: broken release",
+		},
+		{
 			name: "pm2 missing",
 			prepare: func(t *testing.T, f *fixture) {
 				f.pm2Bin = filepath.Join(t.TempDir(), "no-such-pm2")
@@ -84,6 +101,16 @@ func TestFailureRollsBack(t *testing.T) {
 				t.Fatalf("error = %v; want a rolled-back failure mentioning %q", err, tc.wantErr)
 			}
 			t.Logf("error: %v", err)
+			if tc.name == "app crashes at start" {
+				// the service's own error, PM2's view, and where the logs of the run are kept
+				if !regexp.MustCompile(`livos: PM2 status [a-z ]+, [1-9]\d* restarts`).MatchString(err.Error()) {
+					t.Errorf("the error does not give PM2's restart count of livos: %v", err)
+				}
+				kept, _ := filepath.Glob(filepath.Join(pipeline.FailedRunsDir(f.state), "*", "logs", "livos-error.log"))
+				if len(kept) != 1 || !strings.Contains(err.Error(), filepath.Dir(filepath.Dir(kept[0]))) {
+					t.Errorf("livos's error log is not kept in the state dir and named: %v (kept %v)", err, kept)
+				}
+			}
 			sameTree(t, before, snapshot(t, f.root))
 			noProcessesIn(t, f.root)
 			if apps := f.apps(ctx); len(apps) != 0 {
