@@ -1,13 +1,14 @@
 # sdsandbox inner init. Runs as PID 1 of fresh pid, mount, uts, ipc, cgroup (and
 # usually net) namespaces, started by Up as:
 #   unshare ... /bin/bash -c "$this_script" sdsandbox-init \
-#     STATEDIR HOSTDIR MACHINEID SYSTEMD DROPCAPS
+#     STATEDIR HOSTDIR MACHINEID SYSTEMD DROPCAPS DISK
 # It builds an overlay root whose every write lands in a tmpfs private to this mount
-# namespace, masks the units that would touch host state or start host services, pivots
-# into the overlay, checks the result and only then execs systemd.
+# namespace (DISK=persistent: in STATEDIR itself, a host directory, so that the next boot
+# on the same STATEDIR finds them), masks the units that would touch host state or start
+# host services, pivots into the overlay, checks the result and only then execs systemd.
 # Data arrive only as arguments; nothing here is built from them as shell code.
 set -euo pipefail
-state=$1 share=$2 machine_id=$3 systemd=$4 drop_caps=$5
+state=$1 share=$2 machine_id=$3 systemd=$4 drop_caps=$5 disk=$6
 readonly inner_path=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 mask_units=(
 	systemd-timesyncd.service systemd-pstore.service systemd-sysctl.service
@@ -35,8 +36,12 @@ trap 'echo "sdsandbox-init: line $LINENO: $BASH_COMMAND: failed" >&2' ERR
 # Nothing mounted from here on may propagate to the host.
 mount --make-rprivate /
 
-mount -t tmpfs -o mode=0755,size=2g sdsandbox-state "$state"
-mkdir "$state/upper" "$state/work" "$state/root"
+case $disk in
+ram) mount -t tmpfs -o mode=0755,size=2g sdsandbox-state "$state" ;;
+persistent) ;; # the upper layer stays in STATEDIR on the host: a reboot boots on it again
+*) fail "disk mode $disk is neither ram nor persistent" ;;
+esac
+mkdir -p "$state/upper" "$state/work" "$state/root"
 mount -t overlay sdsandbox-root \
 	-o "lowerdir=/,upperdir=$state/upper,workdir=$state/work" "$state/root"
 r=$state/root

@@ -86,6 +86,11 @@ type Options struct {
 	// network namespace of its own with only lo: units inside can use loopback but can
 	// neither reach nor be reached by anything on the host.
 	HostNet bool
+	// Persistent keeps the root's upper layer (every write inside) in the sandbox's
+	// directory on the host instead of a tmpfs, so that Reboot boots again on the same
+	// "disk". It is removed with the directory (New: at the end of the test), never
+	// written anywhere else.
+	Persistent bool
 }
 
 // Sandbox is a running systemd in private namespaces. Its methods are safe for
@@ -94,8 +99,13 @@ type Sandbox struct {
 	dir       string
 	opts      Options
 	nsenter   string
+	unshare   string
+	stateDir  string
+	hostDir   string
+	machineID string // the same across reboots, as on a real machine
 	cg        cgroups
 	bootState string
+	boots     int
 
 	launcher     *exec.Cmd
 	launcherDone chan struct{} // closed when the launcher (unshare) has been reaped
@@ -107,7 +117,8 @@ type Sandbox struct {
 	mu      sync.Mutex
 	nsFiles []*os.File // namespaces in order, then the root directory; nil once down
 
-	downOnce sync.Once
+	downMu   sync.Mutex // held by Down and Reboot
+	downDone bool
 	downErr  error
 	downVia  string // "poweroff" or "SIGKILL"; "" when the sandbox was not running
 }
@@ -149,12 +160,13 @@ func Up(ctx context.Context, dir string, opts Options) (*Sandbox, error) {
 		return nil, fmt.Errorf("options: HostDir %q is not a directory: give an existing directory", hostDir)
 	}
 
-	s := &Sandbox{dir: dir, opts: opts, nsenter: nsenter, launcherDone: make(chan struct{})}
+	s := &Sandbox{dir: dir, opts: opts, nsenter: nsenter, unshare: unshare, stateDir: stateDir, hostDir: hostDir,
+		machineID: randomHex(16), launcherDone: make(chan struct{})}
 	s.cg, err = createCgroups()
 	if err != nil {
 		return nil, fmt.Errorf("start sandbox: %w", errors.Join(err, s.Down()))
 	}
-	if err := s.boot(ctx, unshare, stateDir, hostDir); err != nil {
+	if err := s.boot(ctx); err != nil {
 		tail := s.consoleTail(40)
 		return nil, fmt.Errorf("start sandbox: %w\nconsole.log (last lines):\n%s", errors.Join(err, s.Down()), tail)
 	}
@@ -182,23 +194,31 @@ func preflight() (unshare, nsenter string, err error) {
 }
 
 // boot starts the launcher and waits for systemd inside to finish booting.
-func (s *Sandbox) boot(ctx context.Context, unshare, stateDir, hostDir string) error {
+func (s *Sandbox) boot(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.BootTimeout)
 	defer cancel()
 
-	console, err := os.Create(filepath.Join(s.dir, "console.log"))
+	s.boots++
+	console, err := os.OpenFile(filepath.Join(s.dir, "console.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err == nil && s.boots > 1 {
+		fmt.Fprintf(console, "--- sdsandbox: boot %d\n", s.boots)
+	}
 	if err != nil {
 		return fmt.Errorf("create console log: %w", err)
 	}
 	defer console.Close() // the launcher holds its own descriptor
 
+	disk := "ram"
+	if s.opts.Persistent {
+		disk = "persistent"
+	}
 	args := []string{"-c", joinCgroupsScript, "sdsandbox-launch", procsFile(s.cg.unified), procsFile(s.cg.devices),
-		unshare, "--fork", "--kill-child", "--pid", "--mount", "--uts", "--ipc", "--cgroup"}
+		s.unshare, "--fork", "--kill-child", "--pid", "--mount", "--uts", "--ipc", "--cgroup"}
 	if !s.opts.HostNet {
 		args = append(args, "--net")
 	}
 	args = append(args, "--propagation", "private", "/bin/bash", "-c", initScript, "sdsandbox-init",
-		stateDir, hostDir, randomHex(16), systemdPath, dropCaps)
+		s.stateDir, s.hostDir, s.machineID, systemdPath, dropCaps, disk)
 	s.launcher = exec.Command("/bin/sh", args...)
 	s.launcher.Stdout, s.launcher.Stderr = console, console
 	// Pdeathsig: if the test binary dies without Down, the launcher gets SIGKILL and,
@@ -484,8 +504,43 @@ func (s *Sandbox) Journal(ctx context.Context, unit string) ([]byte, error) {
 // inside, the journal included, is gone afterwards. Down is idempotent: later calls return
 // the first call's result.
 func (s *Sandbox) Down() error {
-	s.downOnce.Do(func() { s.downErr = s.down() })
+	s.downMu.Lock()
+	defer s.downMu.Unlock()
+	if !s.downDone {
+		s.downErr, s.downDone = s.down(), true
+	}
 	return s.downErr
+}
+
+// Reboot powers the sandbox off as Down does (a clean poweroff: systemd stops every unit)
+// and boots it again on the same disk: Options.Persistent keeps every write of the first
+// boot. The machine id stays; pids, namespaces, /run, /tmp and /var/tmp are new. It
+// waits for the boot as Up does (BootState). Commands started before the reboot have
+// ended.
+func (s *Sandbox) Reboot(ctx context.Context) error {
+	if !s.opts.Persistent {
+		return errors.New("reboot sandbox: it runs on a tmpfs that a poweroff loses: boot it with Options.Persistent")
+	}
+	s.downMu.Lock()
+	defer s.downMu.Unlock()
+	if s.downDone {
+		return errors.New("reboot sandbox: it is down")
+	}
+	err := s.down()
+	if err == nil {
+		s.mu.Lock()
+		s.launcher, s.launcherDone = nil, make(chan struct{})
+		s.initPID, s.init, s.pidNS, s.bootState, s.downVia = 0, nil, "", "", ""
+		s.mu.Unlock()
+		if s.cg, err = createCgroups(); err == nil {
+			err = s.boot(ctx)
+		}
+	}
+	if err != nil {
+		s.downErr, s.downDone = s.down(), true
+		return fmt.Errorf("reboot sandbox: %w", errors.Join(err, s.downErr))
+	}
+	return nil
 }
 
 func (s *Sandbox) down() error {

@@ -307,6 +307,96 @@ func TestNotifyService(t *testing.T) {
 	wantProps(t, s, "sdsandbox-silent.service", map[string]string{"ActiveState": "failed", "Result": "timeout"})
 }
 
+// bootLogUnit appends its invocation id (new for each run) to /var/lib/sdsandbox-boots,
+// once per boot. (The kernel's boot_id is the host's: the sandbox shares its kernel.)
+const bootLogUnit = `[Unit]
+Description=sdsandbox boot log
+
+[Service]
+Type=oneshot
+ExecStart=/bin/sh -c 'echo "$$INVOCATION_ID" >>/var/lib/sdsandbox-boots'
+
+[Install]
+WantedBy=multi-user.target
+`
+
+// TestReboot boots a Persistent sandbox, writes to its disk, enables a unit and reboots:
+// the files are still there, the unit ran at the second boot too, with a new boot id and
+// a new PID 1, and nothing was written to the host outside the sandbox's directory (the
+// host's /tmp canary survives, the lower layer is untouched). A sandbox on a tmpfs
+// refuses to reboot.
+func TestReboot(t *testing.T) {
+	needSandbox(t)
+	canary, err := os.MkdirTemp("/tmp", "sdsandbox-canary-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(canary) })
+	if err := os.WriteFile(filepath.Join(canary, "file"), []byte("canary"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := up(t, Options{}).Reboot(t.Context()); err == nil {
+		t.Error("a sandbox without Persistent rebooted; want an error")
+	}
+
+	dir := t.TempDir()
+	s, err := Up(t.Context(), dir, Options{Persistent: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			s.logState(t)
+		}
+		if err := s.Down(); err != nil {
+			t.Errorf("down at cleanup: %v", err)
+		}
+	})
+	ctx := t.Context()
+	marker := "persisted " + randomHex(8)
+	if err := s.WriteFile(ctx, "/etc/sdsandbox-persist", []byte(marker), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WriteFile(ctx, "/etc/systemd/system/sdsandbox-bootlog.service", []byte(bootLogUnit), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run(t, s, "systemctl", "daemon-reload")
+	run(t, s, "systemctl", "enable", "--now", "sdsandbox-bootlog.service")
+	firstInit := s.initPID
+	start := time.Now()
+	if err := s.Reboot(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("reboot: %v to %q", time.Since(start).Round(time.Millisecond), s.BootState())
+	if s.initPID == firstInit {
+		t.Errorf("PID 1 is still host pid %d after the reboot", firstInit)
+	}
+	if got := run(t, s, "cat", "/etc/sdsandbox-persist"); got != marker {
+		t.Errorf("/etc/sdsandbox-persist holds %q after the reboot, want %q", got, marker)
+	}
+	boots := strings.Fields(run(t, s, "cat", "/var/lib/sdsandbox-boots"))
+	if len(boots) != 2 || boots[0] == boots[1] {
+		t.Errorf("boot log %q: want two different invocation ids (the unit enabled at the first boot ran at the second)", boots)
+	}
+	for _, p := range []string{"/etc/sdsandbox-persist", "/var/lib/sdsandbox-boots"} {
+		if _, err := os.Stat(p); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s exists on the host: a write inside escaped the sandbox (%v)", p, err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "mnt", "upper", p)); err != nil {
+			t.Errorf("%s is not in the sandbox's upper layer on disk: %v", p, err)
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(canary, "file")); err != nil || string(b) != "canary" {
+		t.Errorf("host canary in /tmp: %q, %v", b, err)
+	}
+	if err := s.Down(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Reboot(ctx); err == nil {
+		t.Error("a sandbox that is down rebooted; want an error")
+	}
+}
+
 // TestDown checks that Down ends commands and services inside, leaves no process in the
 // sandbox's pid namespace, removes its cgroups, and can be called again.
 func TestDown(t *testing.T) {
