@@ -249,3 +249,62 @@ func TestOptionalBuildFails(t *testing.T) {
 		t.Errorf("%d PM2 apps, want the 4 that built", len(apps))
 	}
 }
+
+// TestPythonService onboards a catalog whose nexus-memory is a Python service (a tree with
+// server.py, as the original CLI assumed): its venv is built and it is started through
+// `livinity-agent exec-env`, which gives it the .env although python has no --env-file.
+func TestPythonService(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := newFixture(t, "tree")
+	launcher := testenv.BuildAgent(t, testenv.ShortTempDir(t))
+	pkg := filepath.Join(f.nexus(), "packages", "pymem")
+	if out, err := exec.Command("cp", "-r", filepath.Join(testenv.Root(t), "test", "fixtures", "python-memory"), pkg).CombinedOutput(); err != nil {
+		t.Fatalf("copy the python fixture: %v\n%s", err, out)
+	}
+	f.cfg.Agent.Catalog = []config.CatalogEntry{{Name: "nexus-memory", Package: "pymem", Kind: config.RunPython, Script: "src/server.py"}}
+	if err := f.cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	plan := f.plan()
+	f.box.Launcher = launcher
+	res, err := pipeline.Run(ctx, plan, f.options())
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if st := res.Status("venv-pymem"); st != pipeline.StatusDone {
+		t.Errorf("venv-pymem = %s, want done", st)
+	}
+	if _, err := os.Stat(filepath.Join(pkg, "venv", "bin", "python3")); err != nil {
+		t.Errorf("no venv: %v", err)
+	}
+	for _, h := range f.box.Health {
+		if !h.OK {
+			t.Errorf("%s not healthy: %s", h.Service, h.Detail)
+		}
+	}
+	env, err := envfile.Read(filepath.Join(f.livos(), ".env"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stats := fmt.Sprintf("http://127.0.0.1:%d/stats", f.cfg.Ports.Memory)
+	if code := httpStatus(t, stats, ""); code != 401 {
+		t.Errorf("python memory /stats without a key = %d, want 401", code)
+	}
+	if code := httpStatus(t, stats, env["LIV_API_KEY"]); code != 200 {
+		t.Errorf("python memory /stats with the .env's key = %d, want 200", code)
+	}
+	// PM2 holds the launcher and the file's path, never its values
+	cmd := exec.Command(f.pm2Bin, "jlist")
+	cmd.Env = append(os.Environ(), "PM2_HOME="+f.pm2Home)
+	jlist, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(jlist), env["LIV_API_KEY"]) {
+		t.Error("pm2 jlist shows LIV_API_KEY")
+	}
+	if !strings.Contains(string(jlist), "exec-env") {
+		t.Error("nexus-memory is not started through exec-env")
+	}
+}

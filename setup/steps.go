@@ -70,6 +70,11 @@ func NewBox(cfg *config.Config, stateDir, pm2Home string) (*Box, error) {
 	}
 	b := &Box{Config: cfg, StateDir: stateDir, PM2Home: pm2Home, ws: ws, defs: cfg.Services()}
 	for _, d := range b.defs {
+		dir := filepath.Join(cfg.TreeDir(d.Tree), "packages", d.Package)
+		if st, err := os.Stat(dir); err == nil && st.IsDir() && d.Kind == config.RunPython && b.pkg(d) == nil {
+			// a python service's package is a directory, not a workspace package
+			ws.Packages = append(ws.Packages, &Package{Tree: d.Tree, Dir: dir, Base: d.Package, FileDeps: map[string]string{}})
+		}
 		if b.pkg(d) == nil {
 			return nil, fmt.Errorf("service %s: no workspace package %s in the %s tree (%s): check paths.%sBaseDir and the service's package",
 				d.Name, d.Package, d.Tree, filepath.Join(cfg.TreeDir(d.Tree), "packages", d.Package), d.Tree)

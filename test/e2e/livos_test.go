@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -273,7 +274,10 @@ func TestRealLivOS(t *testing.T) {
 		t.Fatal(err)
 	}
 	const boom = "release check: livinityd refuses to start"
-	if err := os.WriteFile(cli, append([]byte("throw new Error('"+boom+"');\n"), orig...), 0o644); err != nil {
+	// after the shebang line, which must stay first
+	head, rest, _ := bytes.Cut(orig, []byte("\n"))
+	broken := slices.Concat(head, []byte("\nthrow new Error('"+boom+"');\n"), rest)
+	if err := os.WriteFile(cli, broken, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	b.cfg.Agent.HealthTimeoutSeconds = 20
