@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -306,5 +307,56 @@ func TestPythonService(t *testing.T) {
 	}
 	if !strings.Contains(string(jlist), "exec-env") {
 		t.Error("nexus-memory is not started through exec-env")
+	}
+}
+
+// TestHeadLayout onboards a demo-shaped tree of upstream's newer layout (nexus/ renamed
+// liv/, four apps livos, liv-core, liv-worker, liv-memory) with the example config's
+// catalog: the services are data.
+func TestHeadLayout(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := newFixture(t, "tree")
+	liv := filepath.Join(f.root, "liv")
+	if err := os.Rename(f.nexus(), liv); err != nil {
+		t.Fatal(err)
+	}
+	// livinityd's file: dependency and the lockfile follow the rename
+	replaceInFile(t, filepath.Join(f.livos(), "packages", "livinityd", "package.json"), "../../../nexus/", "../../../liv/")
+	for i := 0; i < 3; i++ {
+		replaceInFile(t, filepath.Join(f.livos(), "pnpm-lock.yaml"), "../nexus/", "../liv/")
+	}
+	example, err := config.Load(filepath.Join(testenv.Root(t), "deploy", "examples", "setup.liv-head.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.cfg.Paths.NexusBaseDir = liv
+	f.cfg.Agent.Catalog = example.Agent.Catalog
+	f.cfg.Agent.Services = example.Agent.Services
+	if err := f.cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.run(ctx); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	want := []string{"liv-core", "liv-memory", "liv-worker", "livos"}
+	var got []string
+	for _, a := range f.apps(ctx) {
+		if a.Status != "online" {
+			t.Errorf("%s is %s", a.Name, a.Status)
+		}
+		got = append(got, a.Name)
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		t.Errorf("PM2 apps = %q, want %q", got, want)
+	}
+	for _, h := range f.box.Health {
+		if !h.OK {
+			t.Errorf("%s not healthy: %s", h.Service, h.Detail)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(liv, "packages", "mcp-server", "dist")); err == nil {
+		t.Error("mcp-server was built though no service of the catalog runs it")
 	}
 }
