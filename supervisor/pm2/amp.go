@@ -18,10 +18,21 @@ const (
 	ampVersion = 1
 	// maxArgs is the most arguments the 4-bit argc can carry.
 	maxArgs = 15
-	// maxArgLen caps one decoded argument so that garbage on a socket cannot make the
-	// decoder allocate gigabytes. A getMonitorData reply is about 5.5 KB per app.
+	// maxArgLen caps one argument this side encodes.
 	maxArgLen = 64 << 20
+	// MaxReplyFrame bounds the bytes of one RPC reply frame the client keeps (all its
+	// arguments together). A getMonitorData reply is about 5.5 KB per app, environment
+	// included: 16 MiB is room for thousands of apps.
+	MaxReplyFrame = 16 << 20
+	// MaxBusFrame bounds one bus frame: an event is about 5.5 KB; a longer log line is
+	// dropped (the agent reads no log topic).
+	MaxBusFrame = 1 << 20
 )
+
+// ErrFrameTooLarge marks a frame whose arguments add up to more than the decoder keeps.
+// Its bytes were read and dropped, so the stream is still in step: the next frame can be
+// read. It wraps ErrProtocol.
+var ErrFrameTooLarge = fmt.Errorf("%w: amp frame over the size limit", ErrProtocol)
 
 // ErrProtocol marks bytes or replies that do not follow PM2's socket protocol: a bad amp
 // frame, an argument that is not the expected JSON, or a reply of an unexpected shape.
@@ -72,18 +83,23 @@ func argJSON(a []byte) ([]byte, bool) {
 }
 
 // frameDecoder reads amp frames from a byte stream. Frames may arrive split across reads or
-// several in one read; the buffered reader takes care of both.
+// several in one read; the buffered reader takes care of both. It keeps at most max bytes
+// of arguments per frame, whatever the lengths the peer announces.
 type frameDecoder struct {
-	r *bufio.Reader
+	r   *bufio.Reader
+	max int64
 }
 
-func newFrameDecoder(r io.Reader) *frameDecoder {
-	return &frameDecoder{r: bufio.NewReaderSize(r, 64<<10)}
+// newFrameDecoder returns a decoder keeping at most maxFrame bytes of arguments a frame.
+func newFrameDecoder(r io.Reader, maxFrame int64) *frameDecoder {
+	return &frameDecoder{r: bufio.NewReaderSize(r, 64<<10), max: maxFrame}
 }
 
 // next returns the arguments of the next frame. At a clean end of stream between frames
 // it returns io.EOF; a stream that ends inside a frame gives io.ErrUnexpectedEOF; bytes
-// that are not amp give an error wrapping ErrProtocol.
+// that are not amp give an error wrapping ErrProtocol. A frame over the size limit gives
+// ErrFrameTooLarge with its arguments: those that did not fit in the limit (in order) are
+// nil, the others are kept (an RPC reply's id comes after its body).
 func (d *frameDecoder) next() ([][]byte, error) {
 	meta, err := d.r.ReadByte()
 	if err != nil {
@@ -98,23 +114,31 @@ func (d *frameDecoder) next() ([][]byte, error) {
 	}
 	args := make([][]byte, argc)
 	var lenbuf [4]byte
+	budget := d.max
+	var tooLarge error
 	for i := range args {
 		if _, err := io.ReadFull(d.r, lenbuf[:]); err != nil {
 			return nil, unexpectedEOF(err)
 		}
-		n := binary.BigEndian.Uint32(lenbuf[:])
-		if n > maxArgLen {
-			return nil, fmt.Errorf("%w: amp argument %d is %d bytes, limit %d", ErrProtocol, i, n, maxArgLen)
+		n := int64(binary.BigEndian.Uint32(lenbuf[:]))
+		if n > budget {
+			// drop it as it arrives: the stream stays in step and nothing is kept
+			if got, err := io.CopyN(io.Discard, d.r, n); got < n {
+				return nil, unexpectedEOF(err)
+			}
+			tooLarge = fmt.Errorf("%w: argument %d of %d bytes, limit %d a frame", ErrFrameTooLarge, i, n, d.max)
+			continue
 		}
+		budget -= n
 		// Grow with the bytes that actually arrive rather than trusting the length.
 		var a bytes.Buffer
 		a.Grow(int(min(n, 64<<10)))
-		if got, err := io.CopyN(&a, d.r, int64(n)); got < int64(n) {
+		if got, err := io.CopyN(&a, d.r, n); got < n {
 			return nil, unexpectedEOF(err)
 		}
 		args[i] = a.Bytes()
 	}
-	return args, nil
+	return args, tooLarge
 }
 
 func unexpectedEOF(err error) error {

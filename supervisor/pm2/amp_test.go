@@ -51,7 +51,7 @@ func TestDecoderSplitAndCoalesced(t *testing.T) {
 	}
 	for name, r := range readers {
 		t.Run(name, func(t *testing.T) {
-			d := newFrameDecoder(r)
+			d := newFrameDecoder(r, MaxReplyFrame)
 			for i, want := range frames {
 				got, err := d.next()
 				if err != nil {
@@ -81,14 +81,14 @@ func TestDecoderErrors(t *testing.T) {
 	}{
 		{"http text", []byte("HTTP/1.1 400 Bad Request\r\n"), ErrProtocol},
 		{"zero argc", []byte{0x10}, ErrProtocol},
-		{"huge length", []byte{0x11, 0xff, 0xff, 0xff, 0xff}, ErrProtocol},
+		{"huge length, bytes never sent", []byte{0x11, 0xff, 0xff, 0xff, 0xff}, io.ErrUnexpectedEOF},
 		{"cut in length", []byte{0x11, 0, 0}, io.ErrUnexpectedEOF},
 		{"cut in argument", []byte{0x11, 0, 0, 0, 5, 'a'}, io.ErrUnexpectedEOF},
 		{"cut before second argument", []byte{0x12, 0, 0, 0, 1, 'a'}, io.ErrUnexpectedEOF},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := newFrameDecoder(bytes.NewReader(tt.input)).next()
+			_, err := newFrameDecoder(bytes.NewReader(tt.input), MaxReplyFrame).next()
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("err = %v, want %v", err, tt.want)
 			}
@@ -124,7 +124,7 @@ func FuzzDecoder(f *testing.F) {
 	f.Add([]byte{0x1f, 0, 0, 0, 0})
 	f.Add([]byte("garbage"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		d := newFrameDecoder(bytes.NewReader(data))
+		d := newFrameDecoder(bytes.NewReader(data), 1<<10)
 		var re []byte
 		for {
 			args, err := d.next()

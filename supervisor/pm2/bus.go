@@ -3,6 +3,7 @@ package pm2
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net"
 	"time"
 )
@@ -78,9 +79,12 @@ func Subscribe(ctx context.Context, home string) (<-chan Event, error) {
 
 // readBus forwards events from conn until it fails or ctx ends.
 func readBus(ctx context.Context, conn net.Conn, ch chan<- Event) {
-	dec := newFrameDecoder(conn)
+	dec := newFrameDecoder(conn, MaxBusFrame)
 	for {
 		args, err := dec.next()
+		if errors.Is(err, ErrFrameTooLarge) {
+			continue // dropped unread (a long log line); the stream is still in step
+		}
 		if err != nil {
 			return
 		}

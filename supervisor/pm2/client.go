@@ -96,9 +96,15 @@ func dialUnix(ctx context.Context, path string) (net.Conn, string, error) {
 // readLoop owns the read side of the connection until it fails or Close closes it.
 func (c *Client) readLoop() {
 	defer close(c.done)
-	dec := newFrameDecoder(c.conn)
+	dec := newFrameDecoder(c.conn, MaxReplyFrame)
 	for {
 		args, err := dec.next()
+		var tooLarge error
+		if errors.Is(err, ErrFrameTooLarge) && len(args) == 2 && args[1] != nil {
+			// the body was dropped; its id fails that one call
+			tooLarge, err = err, nil
+			args[0] = []byte("j:null")
+		}
 		if err != nil {
 			c.fail(fmt.Errorf("read from %s: %w", c.path, err))
 			return
@@ -113,7 +119,7 @@ func (c *Client) readLoop() {
 		delete(c.pending, id)
 		c.mu.Unlock()
 		if ok {
-			ch <- rpcReply{body: body} // buffered: never blocks
+			ch <- rpcReply{body: body, err: tooLarge} // buffered: never blocks
 		}
 		// A reply whose caller gave up is dropped.
 	}
@@ -225,7 +231,7 @@ func (c *Client) call(ctx context.Context, method string, args []any, out any) e
 	select {
 	case r := <-ch:
 		if r.err != nil {
-			return fmt.Errorf("pm2 %s: %w", method, r.err)
+			return fmt.Errorf("pm2 %s: reply from %s: %w", method, c.path, r.err)
 		}
 		return decodeResult(method, r.body, out)
 	case <-ctx.Done():
