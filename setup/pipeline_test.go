@@ -360,3 +360,57 @@ func TestHeadLayout(t *testing.T) {
 		t.Error("mcp-server was built though no service of the catalog runs it")
 	}
 }
+
+// TestRestartOnlyWhatChanged: what an app runs is the build output of the packages its
+// package.json depends on. A core change restarts nexus-core and livinityd (which depends
+// on @nexus/core), not the worker or mcp (which do not); a rebuild with the same output and
+// a change of one service's memory limit restart nothing else.
+func TestRestartOnlyWhatChanged(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := newFixture(t, "tree")
+	if _, err := f.run(ctx); err != nil {
+		t.Fatalf("first run: %v", err)
+	}
+	pids := func() map[string]int {
+		out := map[string]int{}
+		for _, a := range f.apps(ctx) {
+			out[a.Name] = a.PID
+		}
+		return out
+	}
+	restarted := func(before map[string]int) []string {
+		var out []string
+		for n, pid := range pids() {
+			if before[n] != pid {
+				out = append(out, n)
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	step := func(what string, change func(), want ...string) {
+		t.Helper()
+		before := pids()
+		change()
+		res, err := f.run(ctx)
+		if err != nil {
+			t.Fatalf("%s: run: %v", what, err)
+		}
+		if got := restarted(before); !slices.Equal(got, want) {
+			t.Errorf("%s restarted %q, want %q", what, got, want)
+		}
+		_ = res
+	}
+	core := filepath.Join(f.nexus(), "packages", "core", "src", "index.ts")
+	step("a change of nexus core", func() { appendFile(t, core, "\nexport const released = 2;\n") }, "livos", "nexus-core")
+	// a file tsc does not compile: the build runs again and writes the same output
+	step("a rebuild with the same output", func() {
+		if err := os.WriteFile(filepath.Join(f.nexus(), "packages", "core", "NOTES.md"), []byte("notes\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	})
+	step("nexus-memory's memory limit", func() {
+		f.cfg.Agent.Services = map[string]config.Service{"nexus-memory": {MemoryLimitMB: 300}}
+	}, "nexus-memory")
+}

@@ -59,6 +59,7 @@ type Box struct {
 	ws      *Workspace
 	defs    []config.ServiceDef
 	builds  map[string][]string // service → the build, copy and venv steps of what it runs
+	outputs map[string]string   // build step → its output directory
 	optOnly map[string]bool     // step → only optional services need it
 }
 
@@ -109,6 +110,7 @@ func (b *Box) Plan(path, home string, env []string) *pipeline.Plan {
 // Steps are the onboarding steps of the box, in display order.
 func (b *Box) Steps() []*pipeline.Step {
 	b.builds = map[string][]string{}
+	b.outputs = map[string]string{}
 	b.optOnly = map[string]bool{}
 	need := map[string][]config.ServiceDef{} // step → services that need it
 	steps := []*pipeline.Step{b.envStep(), b.dirsStep()}
@@ -147,6 +149,7 @@ func (b *Box) Steps() []*pipeline.Step {
 			}
 			if p.Build {
 				add(b.buildStep(p), d)
+				b.outputs[BuildStep(p)] = filepath.Join(p.Dir, "dist")
 			}
 		}
 		// a file: dependency is copied at install time, before it is built: its build
@@ -637,15 +640,28 @@ func (b *Box) startApps(ctx context.Context, x *pipeline.Exec) error {
 
 func fileExists(p string) bool { _, err := os.Lstat(p); return err == nil }
 
-// appPrint fingerprints an app's definition together with what it runs: the .env, and
-// the install, build and copy steps of the packages its package.json depends on.
+// appPrint fingerprints an app's definition together with what it runs: the .env, the
+// install steps of its trees, and the build output of every package its package.json
+// depends on (a rebuild that writes the same output restarts nothing).
 func (b *Box) appPrint(x *pipeline.Exec, a ecosystem.App) string {
 	deps := []string{x.Print(StepEnv)}
 	if d, ok := b.Config.Service(a.Name); ok && d.Tree == config.TreeNexus {
 		deps = append(deps, x.Print(StepLinkEnv))
 	}
 	for _, id := range b.builds[a.Name] {
-		deps = append(deps, x.Print(id))
+		out, built := b.outputs[id]
+		switch {
+		case built:
+			h, err := pipeline.HashPaths(out)
+			if err != nil {
+				h = err.Error()
+			}
+			deps = append(deps, id+"="+h)
+		case id == StepLinkUI || strings.HasPrefix(id, "copy-"):
+			// a link to or a copy of a build output: that output's hash already counts
+		default:
+			deps = append(deps, x.Print(id))
+		}
 	}
 	// a package run from its sources (livinityd under tsx) has no build step: its sources
 	// are what it runs
