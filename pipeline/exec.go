@@ -112,6 +112,12 @@ func (x *Exec) Replace(path string) error {
 		if err := atomicfile.WriteFile(backup, data, info.Mode().Perm()); err != nil {
 			return fmt.Errorf("back up %s: %w", path, err)
 		}
+		// the backup is what a rollback puts back: it keeps the owner (the services' user)
+		if st, ok := info.Sys().(*syscall.Stat_t); ok && (int(st.Uid) != os.Getuid() || int(st.Gid) != os.Getgid()) {
+			if err := os.Chown(backup, int(st.Uid), int(st.Gid)); err != nil {
+				return fmt.Errorf("back up %s: keep owner %d:%d: %w", path, st.Uid, st.Gid, err)
+			}
+		}
 	} else if err := os.Rename(path, backup); err != nil {
 		return fmt.Errorf("move %s aside: %w", path, err)
 	}

@@ -10,9 +10,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/livinity/livinity-agent/pipeline"
+	"github.com/livinity/livinity-agent/setup/envfile"
 )
 
 // TestFailureRollsBack injects failures and checks that each run ends with a clear error,
@@ -151,5 +153,65 @@ func replaceInFile(t *testing.T, path, old, new string) {
 	}
 	if err := os.WriteFile(path, []byte(strings.Replace(string(b), old, new, 1)), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestSymlinkedEnv: an operator keeps the .env on another volume behind a symlink. The
+// run writes through the link (the secrets and the operator's keys kept, the link left a
+// link), and a rolled-back run puts the target back with its owner and mode.
+func TestSymlinkedEnv(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := newFixture(t, "tree")
+	vault := filepath.Join(t.TempDir(), "vault")
+	if err := os.MkdirAll(vault, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(vault, "livos.env")
+	const old = "JWT_SECRET=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\nMY_KEY=mine\n"
+	if err := os.WriteFile(target, []byte(old), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(target, 1234, 1234); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(f.livos(), ".env")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+
+	// a failed run first: the target comes back as it was, owner and mode included
+	appendFile(t, filepath.Join(f.nexus(), "packages", "core", "src", "index.ts"), "\nexport const broken: number = \"not a number\";\n")
+	if _, err := f.run(ctx); !errors.Is(err, pipeline.ErrRolledBack) {
+		t.Fatalf("run: %v; want a rollback", err)
+	}
+	st, err := os.Stat(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(target); string(b) != old || st.Mode().Perm() != 0o640 || st.Sys().(*syscall.Stat_t).Uid != 1234 {
+		t.Errorf("after the rollback the target is %v uid %d with %q; want it as it was", st.Mode().Perm(), st.Sys().(*syscall.Stat_t).Uid, b)
+	}
+	if l, err := os.Readlink(link); err != nil || l != target {
+		t.Errorf("the .env link is %q (%v), want the link to %s", l, err, target)
+	}
+
+	// then a good run writes through the link
+	replaceInFile(t, filepath.Join(f.nexus(), "packages", "core", "src", "index.ts"), "\nexport const broken: number = \"not a number\";\n", "\n")
+	if _, err := f.run(ctx); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if l, err := os.Readlink(link); err != nil || l != target {
+		t.Errorf("the .env link is %q (%v) after the run, want the link to %s", l, err, target)
+	}
+	env, err := envfile.Read(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if env["JWT_SECRET"] != "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef" || env["MY_KEY"] != "mine" || env["LIV_API_KEY"] == "" {
+		t.Errorf("the target lost a key or a secret: JWT kept %v, MY_KEY %q", env["JWT_SECRET"] != "", env["MY_KEY"])
+	}
+	if st, _ := os.Stat(target); st.Sys().(*syscall.Stat_t).Uid != 1234 {
+		t.Error("the write through the link changed the target's owner")
 	}
 }

@@ -196,11 +196,24 @@ func (b *Box) Steps() []*pipeline.Step {
 	return append(steps, eco, b.startStep(), b.saveStep(), b.verifyStep())
 }
 
+// envTarget is the file the .env is: the link's target when the operator keeps it
+// elsewhere (another volume) behind a symlink, so that it is written through, never
+// replaced by a file of new secrets.
+func (b *Box) envTarget() string {
+	p := b.EnvFile()
+	if st, err := os.Lstat(p); err == nil && st.Mode()&os.ModeSymlink != 0 {
+		if real, err := filepath.EvalSymlinks(p); err == nil {
+			return real
+		}
+	}
+	return p
+}
+
 func (b *Box) envStep() *pipeline.Step {
 	return &pipeline.Step{
 		ID: StepEnv, Title: "write .env", Timeout: 30 * time.Second, Force: b.RotateSecrets,
 		Undo:     "restore the previous .env, or remove a new one",
-		Replaces: func() []string { return []string{b.EnvFile()} },
+		Replaces: func() []string { return []string{b.envTarget()} },
 		Key: func() (string, error) {
 			// what would be written: unchanged exactly when the file would not change
 			env, err := b.buildEnv(false)
@@ -214,7 +227,7 @@ func (b *Box) envStep() *pipeline.Step {
 			if err != nil {
 				return err
 			}
-			return envfile.Write(b.EnvFile(), env)
+			return envfile.Write(b.envTarget(), env)
 		},
 	}
 }

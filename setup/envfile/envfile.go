@@ -328,7 +328,8 @@ func (e *Env) Bytes() []byte {
 
 // Write replaces the file at path atomically with mode 0600, whatever the old file's mode.
 // When the old file belonged to another user (the services' account), the new one is
-// given the same owner and group.
+// given the same owner and group. A symlink at path is replaced: resolve it first to write
+// through it.
 func Write(path string, e *Env) error {
 	old, statErr := os.Stat(path)
 	if err := atomicfile.WriteFile(path, e.Bytes(), 0o600); err != nil {
