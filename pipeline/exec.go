@@ -56,7 +56,8 @@ func (r *runner) newExec(i int) (*Exec, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create log dir: %w", err)
 	}
-	f, err := os.OpenFile(filepath.Join(dir, s.ID+".log"), os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	// never through a link planted in the state dir
+	f, err := os.OpenFile(filepath.Join(dir, s.ID+".log"), os.O_CREATE|os.O_TRUNC|os.O_WRONLY|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open step log: %w", err)
 	}

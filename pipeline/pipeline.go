@@ -40,6 +40,10 @@ type Plan struct {
 	Steps []*Step
 	// Fingerprint identifies the inputs of the whole run; it is saved with the last run.
 	Fingerprint string
+	// Locks are directories (the trees, the PM2 home) that no two runs may change at once,
+	// whatever their state dirs: each is locked (flock on the directory itself, which
+	// writes nothing into it) for the whole run.
+	Locks []string
 	// KeepOnFailure are directories (the services' logs) copied into the state directory
 	// before a failed run is rolled back, which may remove them.
 	KeepOnFailure []string
@@ -136,14 +140,21 @@ func Run(ctx context.Context, plan *Plan, opts Options) (*Result, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if err := os.MkdirAll(plan.StateDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create state dir: %w", err)
+	if err := prepareStateDir(plan.StateDir); err != nil {
+		return nil, err
 	}
 	unlock, err := lockState(plan.StateDir)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
+	for _, dir := range plan.Locks {
+		unlock, err := lockDir(dir)
+		if err != nil {
+			return nil, err
+		}
+		defer unlock()
+	}
 
 	if !opts.DryRun {
 		if _, err := recoverLocked(ctx, plan.StateDir, opts, log); err != nil {
@@ -191,8 +202,8 @@ func Recover(ctx context.Context, stateDir string, opts Options) (bool, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if err := os.MkdirAll(stateDir, 0o700); err != nil {
-		return false, fmt.Errorf("create state dir: %w", err)
+	if err := prepareStateDir(stateDir); err != nil {
+		return false, err
 	}
 	unlock, err := lockState(stateDir)
 	if err != nil {
@@ -610,6 +621,60 @@ func newRunID() string {
 	b := make([]byte, 4)
 	rand.Read(b)
 	return time.Now().UTC().Format("20060102T150405") + "-" + hex.EncodeToString(b)
+}
+
+// lockDir takes an exclusive lock on directory dir (created if missing).
+func lockDir(dir string) (func(), error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("lock %s: %w", dir, err)
+	}
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", dir, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("another livinity-agent is running a pipeline on %s (its lock is held, perhaps with another --state-dir): wait for it to finish, or stop it", dir)
+	}
+	return func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
+}
+
+// prepareStateDir creates the state directory (0700) and refuses one the agent cannot
+// trust: what is in it (the journal above all) decides what the agent deletes, moves, kills
+// and runs, so it must be a real directory owned by the agent's user and writable by no
+// one else, and so must the journal.
+func prepareStateDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create state dir: %w", err)
+	}
+	for _, p := range []string{dir, filepath.Join(dir, journal.FileName), filepath.Join(dir, "logs")} {
+		if err := trusted(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// trusted fails unless p is missing, or is not a symlink, is owned by the agent's user and
+// is not writable by group or others.
+func trusted(p string) error {
+	st, err := os.Lstat(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("check state dir: %w", err)
+	}
+	const fix = "the state dir (--state-dir) must belong to the agent's user and be writable by it alone: chown -R %d %s && chmod -R go-w %s, or pass another --state-dir"
+	switch sys, _ := st.Sys().(*syscall.Stat_t); {
+	case st.Mode()&fs.ModeSymlink != 0:
+		return fmt.Errorf("refusing to use %s: it is a symlink; "+fix, p, os.Geteuid(), p, p)
+	case sys != nil && int(sys.Uid) != os.Geteuid():
+		return fmt.Errorf("refusing to use %s: it belongs to uid %d, not the agent's uid %d; "+fix, p, sys.Uid, os.Geteuid(), os.Geteuid(), p, p)
+	case st.Mode().Perm()&0o022 != 0:
+		return fmt.Errorf("refusing to use %s: mode %v lets others write it; "+fix, p, st.Mode().Perm(), os.Geteuid(), p, p)
+	}
+	return nil
 }
 
 // lockState takes an exclusive lock on the state directory so that two agents never run

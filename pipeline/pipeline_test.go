@@ -161,3 +161,70 @@ func TestFailedRunKeepsLogs(t *testing.T) {
 		t.Errorf("kept step logs: %v", steps)
 	}
 }
+
+// TestUntrustedStateDir: a state dir (or journal) that another user could write decides
+// what root deletes and kills; the agent refuses it before reading anything.
+func TestUntrustedStateDir(t *testing.T) {
+	victim := filepath.Join(t.TempDir(), "victim")
+	os.WriteFile(victim, []byte("precious"), 0o644)
+	planted := `{"op":{"seq":1,"step":"x","kind":"restore-path","path":"` + victim + `"},"runId":"evil"}` + "\n"
+	for _, tc := range []struct {
+		name    string
+		prepare func(dir string)
+		want    string
+	}{
+		{"world-writable dir", func(dir string) { os.Chmod(dir, 0o777) }, "lets others write it"},
+		{"foreign owner", func(dir string) { os.Chown(dir, 4321, 4321) }, "belongs to uid 4321"},
+		{"journal writable by group", func(dir string) {
+			os.WriteFile(filepath.Join(dir, "journal.jsonl"), []byte(planted), 0o660)
+			os.Chmod(filepath.Join(dir, "journal.jsonl"), 0o660)
+		}, "journal.jsonl: mode -rw-rw----"},
+		{"journal a symlink", func(dir string) {
+			other := filepath.Join(t.TempDir(), "j")
+			os.WriteFile(other, []byte(planted), 0o600)
+			os.Symlink(other, filepath.Join(dir, "journal.jsonl"))
+		}, "it is a symlink"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "state")
+			os.MkdirAll(dir, 0o700)
+			tc.prepare(dir)
+			_, err := Recover(context.Background(), dir, Options{})
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "--state-dir") {
+				t.Errorf("Recover = %v; want a refusal saying %q with the fix", err, tc.want)
+			}
+			if b, _ := os.ReadFile(victim); string(b) != "precious" {
+				t.Fatal("a planted journal removed a file")
+			}
+		})
+	}
+}
+
+// TestTreesLocked: a second run on the same trees or PM2 home is refused even with another
+// state dir.
+func TestTreesLocked(t *testing.T) {
+	tree := t.TempDir()
+	started, release := make(chan struct{}), make(chan struct{})
+	hold := &Step{ID: "build", Action: func(context.Context, *Exec) error { close(started); <-release; return nil }}
+	plan, opts, _ := testPlan(t, hold)
+	plan.Locks = []string{tree}
+	errc := make(chan error, 1)
+	go func() { _, err := Run(context.Background(), plan, opts); errc <- err }()
+	<-started
+	other, opts2, _ := testPlan(t, &Step{ID: "build", Action: write(filepath.Join(tree, "clobbered"), "x")})
+	other.Locks = []string{tree}
+	_, err := Run(context.Background(), other, opts2)
+	if err == nil || !strings.Contains(err.Error(), "another livinity-agent is running a pipeline on "+tree) {
+		t.Errorf("second run on the same tree: %v; want a refusal", err)
+	}
+	if _, err := os.Stat(filepath.Join(tree, "clobbered")); err == nil {
+		t.Error("the second run changed the locked tree")
+	}
+	close(release)
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Run(context.Background(), other, opts2); err != nil {
+		t.Errorf("after the first run ended: %v", err)
+	}
+}

@@ -95,6 +95,12 @@ func undo(ctx context.Context, op journal.Op, opts Options) error {
 		pm := opts.PM2(op.PM2Home)
 		ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 		defer cancel()
+		if o, ok := pm.(interface{ ownsDaemon() bool }); ok && o.ownsDaemon() && op.Kind == journal.KindPM2Kill {
+			// its owner (a systemd unit) stops the daemon with every app and whatever they
+			// left, also a daemon still starting: waiting for it here, or killing one that
+			// does not answer, would leave the unit to start it again
+			return pm.Kill(ctx)
+		}
 		_, running, err := pm.Apps(ctx)
 		if err != nil {
 			return err

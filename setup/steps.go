@@ -103,7 +103,8 @@ func (b *Box) Plan(path, home string, env []string) *pipeline.Plan {
 	// after env: the headers of the services' node win over an npm_config_nodedir passed on
 	env = append(slices.Clone(env), NodeHeaders(path)...)
 	b.plan = &pipeline.Plan{StateDir: b.StateDir, PM2Home: b.PM2Home, Path: path, Home: home, Env: env,
-		Steps: b.Steps(), Fingerprint: b.Config.Fingerprint(), KeepOnFailure: []string{ecosystem.LogDir(b.Config)}}
+		Steps: b.Steps(), Fingerprint: b.Config.Fingerprint(), KeepOnFailure: []string{ecosystem.LogDir(b.Config)},
+		Locks: []string{b.root(config.TreeLivos), b.root(config.TreeNexus), b.PM2Home}}
 	return b.plan
 }
 
