@@ -55,21 +55,34 @@ type Box struct {
 	// Health is the verification table, once the verify step ran.
 	Health []HealthResult
 
-	plan    *pipeline.Plan
-	ws      *Workspace
-	defs    []config.ServiceDef
-	builds  map[string][]string // service → the build, copy and venv steps of what it runs
-	outputs map[string]string   // build step → its output directory
-	optOnly map[string]bool     // step → only optional services need it
+	plan     *pipeline.Plan
+	ws       *Workspace
+	treesErr error // the trees do not hold the catalog's packages
+	defs     []config.ServiceDef
+	builds   map[string][]string // service → the build, copy and venv steps of what it runs
+	outputs  map[string]string   // build step → its output directory
+	optOnly  map[string]bool     // step → only optional services need it
 }
 
-// NewBox reads the trees' workspaces for cfg.
+// NewBox reads the trees' workspaces for cfg. Trees that do not hold the catalog's
+// packages (not checked out yet, a wrong path) are not an error here: the box's plan then
+// has one step, which fails naming what is missing, so that a run reports it like any
+// failed onboarding and tries again later.
 func NewBox(cfg *config.Config, stateDir, pm2Home string) (*Box, error) {
+	b := &Box{Config: cfg, StateDir: stateDir, PM2Home: pm2Home, defs: cfg.Services()}
+	b.treesErr = b.loadTrees()
+	return b, nil
+}
+
+// loadTrees reads the workspaces and checks that every service's package is there.
+func (b *Box) loadTrees() error {
+	cfg := b.Config
 	ws, err := LoadWorkspace(cfg)
 	if err != nil {
-		return nil, err
+		b.ws = &Workspace{}
+		return err
 	}
-	b := &Box{Config: cfg, StateDir: stateDir, PM2Home: pm2Home, ws: ws, defs: cfg.Services()}
+	b.ws = ws
 	for _, d := range b.defs {
 		dir := filepath.Join(cfg.TreeDir(d.Tree), "packages", d.Package)
 		if st, err := os.Stat(dir); err == nil && st.IsDir() && d.Kind == config.RunPython && b.pkg(d) == nil {
@@ -77,11 +90,11 @@ func NewBox(cfg *config.Config, stateDir, pm2Home string) (*Box, error) {
 			ws.Packages = append(ws.Packages, &Package{Tree: d.Tree, Dir: dir, Base: d.Package, FileDeps: map[string]string{}})
 		}
 		if b.pkg(d) == nil {
-			return nil, fmt.Errorf("service %s: no workspace package %s in the %s tree (%s): check paths.%sBaseDir and the service's package",
+			return fmt.Errorf("service %s: no workspace package %s in the %s tree (%s): check paths.%sBaseDir and the service's package",
 				d.Name, d.Package, d.Tree, filepath.Join(cfg.TreeDir(d.Tree), "packages", d.Package), d.Tree)
 		}
 	}
-	return b, nil
+	return nil
 }
 
 // EnvFile is the LivOS .env.
@@ -108,8 +121,16 @@ func (b *Box) Plan(path, home string, env []string) *pipeline.Plan {
 	return b.plan
 }
 
+// StepTrees is the one step of a box whose trees do not hold the catalog's packages.
+const StepTrees = "trees"
+
 // Steps are the onboarding steps of the box, in display order.
 func (b *Box) Steps() []*pipeline.Step {
+	if b.treesErr != nil {
+		err := b.treesErr
+		return []*pipeline.Step{{ID: StepTrees, Title: "find the services' packages in the trees", Undo: "nothing (it changes nothing)",
+			Action: func(context.Context, *pipeline.Exec) error { return err }}}
+	}
 	b.builds = map[string][]string{}
 	b.outputs = map[string]string{}
 	b.optOnly = map[string]bool{}
