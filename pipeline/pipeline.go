@@ -149,6 +149,9 @@ func Run(ctx context.Context, plan *Plan, opts Options) (*Result, error) {
 	}
 	defer unlock()
 	for _, dir := range plan.Locks {
+		if opts.DryRun {
+			break // it changes nothing, and must not create a missing PM2 home
+		}
 		unlock, err := lockDir(dir)
 		if err != nil {
 			return nil, err
