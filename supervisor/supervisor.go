@@ -31,8 +31,13 @@ type Options struct {
 	PM2Bin string
 	// Ecosystem is started when PM2 must be brought back and has no saved process list.
 	Ecosystem string
-	Store     *state.Store
-	Logger    *slog.Logger
+	// StartDaemon, if set, brings a dead daemon back under PM2Home instead of pm2
+	// resurrect run by the agent (which would make the daemon the agent's child): under
+	// systemd it starts livinity-pm2.service, which resurrects the saved list itself. It
+	// returns once the daemon answers.
+	StartDaemon func(ctx context.Context) error
+	Store       *state.Store
+	Logger      *slog.Logger
 	// Observer, if set, receives every probe result (metrics).
 	Observer ProbeObserver
 	// Clock paces probes and restart timers; nil means the real clock.
@@ -344,13 +349,25 @@ func movedByATenth(a, b uint64) bool {
 // recoverDaemon brings a dead PM2 daemon back: it first ends what is left of the old
 // instances (apps that are not Node.js outlive a SIGKILLed daemon and would hold their
 // ports), then resurrects the saved process list — or starts the ecosystem when there is
-// none. This is the one place where the agent starts a daemon, under its own PM2 home.
+// none. This is the one place where the agent starts a daemon, under its own PM2 home:
+// through Options.StartDaemon when set (the daemon's unit resurrects the list), else with
+// the pm2 program.
 func (s *Supervisor) recoverDaemon(ctx context.Context) error {
 	s.killOrphans()
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	dump := filepath.Join(s.opts.PM2Home, "dump.pm2")
-	if _, err := os.Stat(dump); err == nil {
+	_, noDump := os.Stat(dump)
+	if s.opts.StartDaemon != nil {
+		s.log.Warn("bringing the PM2 daemon back through its unit", "home", s.opts.PM2Home)
+		if err := s.opts.StartDaemon(ctx); err != nil {
+			return err
+		}
+		if noDump == nil {
+			return nil // the unit resurrected the saved list
+		}
+	}
+	if noDump == nil {
 		s.log.Warn("bringing the PM2 daemon back from its saved process list", "home", s.opts.PM2Home)
 		return s.cli.Resurrect(ctx)
 	}

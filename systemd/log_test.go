@@ -127,9 +127,25 @@ func TestUnitEmbedded(t *testing.T) {
 	if !bytes.Equal(disk, Unit) {
 		t.Fatal("embedded Unit differs from livinity-agent.service")
 	}
-	for _, want := range []string{"Type=notify", "ExecStart=/usr/local/bin/livinity-agent run", "WatchdogSec=", "KillMode=process"} {
+	for _, want := range []string{"Type=notify", "ExecStart=/usr/local/bin/livinity-agent run", "WatchdogSec=", "Wants=" + PM2UnitName} {
 		if !bytes.Contains(Unit, []byte("\n"+want)) {
 			t.Errorf("unit lacks %s", want)
+		}
+	}
+	// the services live in the PM2 unit: the agent's own unit needs no KillMode=process
+	if bytes.Contains(Unit, []byte("\nKillMode=")) {
+		t.Error("the agent's unit sets KillMode=: the PM2 daemon no longer lives in its control group")
+	}
+	disk, err = os.ReadFile(PM2UnitName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(disk, PM2Unit) {
+		t.Fatal("embedded PM2Unit differs from livinity-pm2.service")
+	}
+	for _, want := range []string{"Type=forking", "PIDFile=/root/.pm2/pm2.pid", "Environment=HOME=/root PM2_HOME=/root/.pm2", "WantedBy=multi-user.target"} {
+		if !bytes.Contains(PM2Unit, []byte("\n"+want)) {
+			t.Errorf("PM2 unit lacks %s", want)
 		}
 	}
 }

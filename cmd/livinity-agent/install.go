@@ -38,8 +38,13 @@ const (
 	// systemdRunning exists when systemd is the running init (sd_booted).
 	systemdRunning = "/run/systemd/system"
 
+	// unitPM2Home is the PM2_HOME both units name; install --pm2-home changes it in both
+	// drop-ins.
+	unitPM2Home = "/root/.pm2"
+
 	flagInstallTimeout = "timeout"
 	flagPurge          = "purge"
+	flagKeepServices   = "keep-services"
 )
 
 // unitDefaultWritable are the LivOS trees the unit already lists in ReadWritePaths.
@@ -48,9 +53,11 @@ var unitDefaultWritable = []string{"/opt/livos", "/opt/nexus"}
 func installCommand() *cli.Command {
 	return &cli.Command{
 		Name: "install",
-		Usage: "install the agent as a systemd service (config from --config or asked on a terminal), " +
-			"start it and follow the onboarding until every service is ready; on an installed box, " +
-			"upgrade the binary and restart the agent (the services keep running)",
+		Usage: "install the agent as a systemd service and the PM2 daemon that runs the services as " +
+			"another (livinity-pm2.service; config from --config or asked on a terminal), start them and " +
+			"follow the onboarding until every service is ready; on an installed box, upgrade the binary " +
+			"and restart the agent (the services keep running; a daemon an earlier version ran in the " +
+			"agent's unit is moved into livinity-pm2.service without a restart)",
 		Flags: []cli.Flag{
 			&cli.DurationFlag{Name: flagInstallTimeout, Value: time.Hour,
 				Usage: "how long to follow the agent before giving up (it keeps going in the background)"},
@@ -62,10 +69,12 @@ func installCommand() *cli.Command {
 func uninstallCommand() *cli.Command {
 	return &cli.Command{
 		Name: "uninstall",
-		Usage: "stop and disable the agent's service and remove its binary and unit; the services " +
-			"keep running under PM2 and the LivOS trees are never touched",
+		Usage: "stop and disable the agent's service and the services' (livinity-pm2.service: PM2 stops " +
+			"every service) and remove the units and the binary; the LivOS trees and the PM2 home are never touched",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: flagPurge, Usage: "also remove the config (/etc/livinity) and the agent's state (/var/lib/livinity-agent)"},
+			&cli.BoolFlag{Name: flagKeepServices, Usage: "remove only the agent: livinity-pm2.service stays installed, enabled and running " +
+				"(the services keep running and come back at boot), and so does the binary, the python services' launcher"},
 		},
 		Action: runUninstall,
 	}
@@ -100,6 +109,12 @@ func runInstall(ctx context.Context, cmd *cli.Command) error {
 		return err
 	}
 
+	home := unitPM2Home
+	if cmd.IsSet(flagPM2Home) {
+		if home, err = pm2Home(cmd); err != nil {
+			return err
+		}
+	}
 	upgrade := unitActive(ctx)
 	if err := writeInstallConfig(cfg); err != nil {
 		return err
@@ -107,7 +122,30 @@ func runInstall(ctx context.Context, cmd *cli.Command) error {
 	if err := installSelf(); err != nil {
 		return err
 	}
-	if err := writeUnit(cmd, cfg); err != nil {
+	// The services' unit first, running — adopting a daemon that runs already — before the
+	// agent's new unit is loaded: an earlier version's unit has KillMode=process, which
+	// keeps a daemon in its control group alive through the agent's restart; this one has
+	// not, and would end it.
+	if err := writeUnit(systemd.PM2UnitName, systemd.PM2Unit, pm2DropIn(cmd, home)); err != nil {
+		return err
+	}
+	if err := systemctl(ctx, "daemon-reload"); err != nil {
+		return err
+	}
+	if err := systemctl(ctx, "enable", systemd.PM2UnitName); err != nil {
+		return err
+	}
+	moved, err := startPM2UnitAdopting(ctx, home)
+	if err != nil {
+		return fmt.Errorf("install: start %s: %w; the agent's unit is left as it was; see `journalctl -u %s -e`",
+			systemd.PM2UnitName, err, systemd.PM2UnitName)
+	}
+	if moved > 0 {
+		fmt.Fprintf(out, "moved the running PM2 daemon and its services (%d processes, none restarted) into %s; "+
+			"they keep the restrictions they were started with until the daemon restarts (next boot, or "+
+			"`systemctl restart %s`, which restarts the services)\n", moved, systemd.PM2UnitName, systemd.PM2UnitName)
+	}
+	if err := writeUnit(systemd.UnitName, systemd.Unit, dropIn(cmd, cfg, home)); err != nil {
 		return err
 	}
 	if err := systemctl(ctx, "daemon-reload"); err != nil {
@@ -122,7 +160,8 @@ func runInstall(ctx context.Context, cmd *cli.Command) error {
 		verb = "restart"
 		fmt.Fprintln(out, "upgrade: the agent restarts with the new binary; the services keep running")
 	}
-	fmt.Fprintf(out, "installed %s and %s; starting the agent\n", installBinary, filepath.Join(installUnitDir, systemd.UnitName))
+	fmt.Fprintf(out, "installed %s, %s and %s; starting the agent\n", installBinary,
+		filepath.Join(installUnitDir, systemd.PM2UnitName), filepath.Join(installUnitDir, systemd.UnitName))
 	followCtx, cancel := context.WithTimeout(ctx, cmd.Duration(flagInstallTimeout))
 	defer cancel()
 	return follow(followCtx, out, verb, filepath.Join(cmd.String(flagRuntimeDir), statusapi.SocketName))
@@ -181,29 +220,27 @@ func installSelf() error {
 	return atomicfile.WriteFile(installBinary, b, 0o755)
 }
 
-// writeUnit writes the unit and install's drop-in.
-func writeUnit(cmd *cli.Command, cfg *config.Config) error {
-	if err := atomicfile.WriteFile(filepath.Join(installUnitDir, systemd.UnitName), systemd.Unit, 0o644); err != nil {
+// writeUnit writes a unit and install's drop-in for it.
+func writeUnit(name string, unit, dropIn []byte) error {
+	if err := atomicfile.WriteFile(filepath.Join(installUnitDir, name), unit, 0o644); err != nil {
 		return err
 	}
-	dir := filepath.Join(installUnitDir, systemd.UnitName+".d")
+	dir := filepath.Join(installUnitDir, name+".d")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create drop-in dir: %w", err)
 	}
-	return atomicfile.WriteFile(filepath.Join(dir, installDropIn), dropIn(cmd, cfg), 0o644)
+	return atomicfile.WriteFile(filepath.Join(dir, installDropIn), dropIn, 0o644)
 }
 
-// dropIn renders install's drop-in: the directories of the tools the installer's PATH
-// found that systemd's default PATH would miss (node from nvm, a pm2 elsewhere), the pm2
-// program when --pm2 named one, and the config's LivOS trees when they are not the unit's
-// defaults (ProtectSystem=strict leaves them read-only otherwise).
-func dropIn(cmd *cli.Command, cfg *config.Config) []byte {
-	var b bytes.Buffer
-	b.WriteString("# Written by `livinity-agent install` and rewritten by each install: put your own\n# changes in another drop-in (systemctl edit livinity-agent).\n[Service]\n")
+const dropInHeader = "# Written by `livinity-agent install` and rewritten by each install: put your own\n" +
+	"# changes in another drop-in (systemctl edit %s).\n[Service]\n"
+
+// toolDirs are the directories of the tools the installer's PATH found that systemd's
+// default PATH would miss (node from nvm, a pm2 elsewhere).
+func toolDirs(cmd *cli.Command) []string {
 	defaults := filepath.SplitList(systemdDefaultPath)
 	var extra []string
-	pm2 := cmd.String(flagPM2)
-	for _, tool := range []string{"node", "npm", "pnpm", pm2, "python3"} {
+	for _, tool := range []string{"node", "npm", "pnpm", cmd.String(flagPM2), "python3"} {
 		p, err := exec.LookPath(tool)
 		if err != nil {
 			continue
@@ -216,9 +253,25 @@ func dropIn(cmd *cli.Command, cfg *config.Config) []byte {
 			extra = append(extra, d)
 		}
 	}
-	if len(extra) > 0 {
-		fmt.Fprintf(&b, "Environment=%s\n", systemdQuote("PATH="+strings.Join(append(extra, defaults...), ":")))
+	return extra
+}
+
+// writePath adds the tools' PATH to a drop-in.
+func writePath(b *bytes.Buffer, cmd *cli.Command) {
+	if extra := toolDirs(cmd); len(extra) > 0 {
+		fmt.Fprintf(b, "Environment=%s\n", systemdQuote("PATH="+strings.Join(append(extra, filepath.SplitList(systemdDefaultPath)...), ":")))
 	}
+}
+
+// dropIn renders install's drop-in for the agent's unit: the tools' PATH, the pm2 program
+// when --pm2 named one, the config's LivOS trees when they are not the unit's defaults
+// (ProtectSystem=strict leaves them read-only otherwise), and the PM2 home when
+// --pm2-home moved it.
+func dropIn(cmd *cli.Command, cfg *config.Config, home string) []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, dropInHeader, "livinity-agent")
+	writePath(&b, cmd)
+	pm2 := cmd.String(flagPM2)
 	if strings.Contains(pm2, "/") {
 		if abs, err := filepath.Abs(pm2); err == nil {
 			fmt.Fprintf(&b, "Environment=%s\n", systemdQuote("LIVINITY_PM2="+abs))
@@ -229,7 +282,37 @@ func dropIn(cmd *cli.Command, cfg *config.Config) []byte {
 			fmt.Fprintf(&b, "ReadWritePaths=%s\n", systemdQuote("-"+filepath.Clean(p)))
 		}
 	}
+	if home != unitPM2Home {
+		fmt.Fprintf(&b, "Environment=%s\n", systemdQuote("PM2_HOME="+home))
+		fmt.Fprintf(&b, "ExecStartPre=+/bin/mkdir -p -m 0700 %s\n", execQuote(home))
+		fmt.Fprintf(&b, "ReadWritePaths=%s\n", systemdQuote("-"+home))
+	}
 	return b.Bytes()
+}
+
+// pm2DropIn renders install's drop-in for livinity-pm2.service: the tools' PATH (pm2 and
+// the services' node), the pm2 program the installer found (--pm2), and the PM2 home
+// when --pm2-home moved it.
+func pm2DropIn(cmd *cli.Command, home string) []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, dropInHeader, "livinity-pm2")
+	writePath(&b, cmd)
+	if p, err := exec.LookPath(cmd.String(flagPM2)); err == nil {
+		if abs, err := filepath.Abs(p); err == nil {
+			fmt.Fprintf(&b, "ExecStart=\nExecStart=%s resurrect\nExecStop=\nExecStop=-%s kill\n", execQuote(abs), execQuote(abs))
+		}
+	}
+	if home != unitPM2Home {
+		fmt.Fprintf(&b, "Environment=%s\n", systemdQuote("PM2_HOME="+home))
+		fmt.Fprintf(&b, "PIDFile=%s\n", strings.ReplaceAll(filepath.Join(home, "pm2.pid"), "%", "%%"))
+	}
+	return b.Bytes()
+}
+
+// execQuote quotes one word of an Exec*= line: as systemdQuote, and "$" doubled, which
+// systemd would otherwise expand.
+func execQuote(s string) string {
+	return strings.ReplaceAll(systemdQuote(s), "$", "$$")
 }
 
 // systemdQuote quotes one word for a unit file: double quotes, with backslashes, quotes
@@ -300,18 +383,7 @@ func follow(ctx context.Context, out io.Writer, verb, socket string) error {
 
 // unitProperties reads a few properties of the agent's unit.
 func unitProperties(ctx context.Context) (map[string]string, error) {
-	out, err := systemctlOutput(ctx, "show", systemd.UnitName,
-		"-p", "ActiveState", "-p", "SubState", "-p", "Result", "-p", "StatusText", "-p", "MainPID", "-p", "LoadState")
-	if err != nil {
-		return nil, err
-	}
-	props := map[string]string{}
-	for line := range strings.Lines(string(out)) {
-		if k, v, ok := strings.Cut(strings.TrimRight(line, "\n"), "="); ok {
-			props[k] = v
-		}
-	}
-	return props, nil
+	return showUnit(ctx, systemd.UnitName, "ActiveState", "SubState", "Result", "StatusText", "MainPID", "LoadState")
 }
 
 func systemctl(ctx context.Context, args ...string) error {
@@ -335,19 +407,31 @@ func runUninstall(ctx context.Context, cmd *cli.Command) error {
 		return err
 	}
 	out := cmd.Root().Writer
-	unitFile := filepath.Join(installUnitDir, systemd.UnitName)
-	props, _ := unitProperties(ctx)
-	if props["LoadState"] == "loaded" {
-		if err := systemctl(ctx, "disable", "--now", systemd.UnitName); err != nil {
-			return err
-		}
-		fmt.Fprintln(out, "stopped and disabled", systemd.UnitName)
+	keep := cmd.Bool(flagKeepServices)
+	units := []string{systemd.UnitName}
+	if !keep {
+		units = append(units, systemd.PM2UnitName) // the agent first: it would start the other again
 	}
-	dropInDir := unitFile + ".d"
-	remove := []string{unitFile, filepath.Join(dropInDir, installDropIn), installBinary}
+	var remove, dirs []string
+	for _, u := range units {
+		props, _ := showUnit(ctx, u, "LoadState")
+		if props["LoadState"] == "loaded" {
+			if err := systemctl(ctx, "disable", "--now", u); err != nil {
+				return err
+			}
+			fmt.Fprintln(out, "stopped and disabled", u)
+		}
+		unitFile := filepath.Join(installUnitDir, u)
+		remove = append(remove, unitFile, filepath.Join(unitFile+".d", installDropIn))
+		dirs = append(dirs, unitFile+".d")
+	}
+	if !keep {
+		remove = append(remove, installBinary)
+	}
 	purge := cmd.Bool(flagPurge)
 	if purge {
-		remove = append(remove, dropInDir, installConfig, installEnvFile, cmd.String(flagStateDir))
+		remove = append(remove, dirs...)
+		remove = append(remove, installConfig, installEnvFile, cmd.String(flagStateDir))
 	}
 	for _, p := range remove {
 		if _, err := os.Lstat(p); errors.Is(err, fs.ErrNotExist) {
@@ -358,7 +442,7 @@ func runUninstall(ctx context.Context, cmd *cli.Command) error {
 		}
 		fmt.Fprintln(out, "removed", p)
 	}
-	for _, d := range []string{dropInDir, filepath.Dir(installConfig)} {
+	for _, d := range append(dirs, filepath.Dir(installConfig)) {
 		if err := os.Remove(d); err != nil && !errors.Is(err, fs.ErrNotExist) && !isNotEmpty(err) {
 			return fmt.Errorf("uninstall: remove %s: %w", d, err)
 		}
@@ -366,7 +450,13 @@ func runUninstall(ctx context.Context, cmd *cli.Command) error {
 	if err := systemctl(ctx, "daemon-reload"); err != nil {
 		return err
 	}
-	fmt.Fprintln(out, "the services keep running under PM2 (the unit's PM2_HOME is /root/.pm2): stop them with `PM2_HOME=/root/.pm2 pm2 kill`")
+	if keep {
+		fmt.Fprintf(out, "the services keep running under %s, which stays installed and enabled, with %s (the python services' launcher)\n",
+			systemd.PM2UnitName, installBinary)
+	} else {
+		fmt.Fprintf(out, "the services are stopped; the LivOS trees and the PM2 home (with its saved process list) are kept: "+
+			"`PM2_HOME=%s pm2 resurrect` starts them by hand, `livinity-agent install` installs everything again\n", unitPM2Home)
+	}
 	if !purge {
 		fmt.Fprintf(out, "kept %s and %s: `livinity-agent uninstall --purge` removes them\n", installConfig, cmd.String(flagStateDir))
 	}

@@ -102,7 +102,7 @@ func rollbackOnly(ctx context.Context, cmd *cli.Command) error {
 	}
 	bin := cmd.String(flagPM2)
 	found, err := pipeline.Recover(ctx, cmd.String(flagStateDir), pipeline.Options{
-		Logger: log, PM2: func(home string) pipeline.PM2 { return pipeline.NewPM2(bin, home) },
+		Logger: log, PM2: func(home string) pipeline.PM2 { return pipeline.NewPM2(bin, home, pm2Options(home)...) },
 	})
 	if err != nil {
 		return err
@@ -247,7 +247,7 @@ func newOnboarding(cmd *cli.Command, cfg *config.Config, log *slog.Logger) (*onb
 	bin := cmd.String(flagPM2)
 	opts := pipeline.Options{
 		Logger: log, DryRun: cmd.Bool(flagDryRun), Jobs: int(cmd.Int(flagJobs)),
-		PM2: func(home string) pipeline.PM2 { return pipeline.NewPM2(bin, home) },
+		PM2: func(home string) pipeline.PM2 { return pipeline.NewPM2(bin, home, pm2Options(home)...) },
 	}
 	return &onboarding{box: box, plan: plan, opts: opts}, nil
 }

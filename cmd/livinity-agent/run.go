@@ -95,7 +95,7 @@ func runAgent(ctx context.Context, cmd *cli.Command) error {
 		}
 		s, err := supervisor.New(supervisor.Options{
 			Config: cfg, PM2Home: ob.plan.PM2Home, PM2Bin: cmd.String(flagPM2), Ecosystem: ob.box.EcosystemFile(),
-			Store: store, Logger: log, Observer: m,
+			Store: store, Logger: log, Observer: m, StartDaemon: pm2StartDaemon(ob.plan.PM2Home),
 		})
 		if err != nil {
 			return err
