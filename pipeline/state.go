@@ -106,7 +106,9 @@ var skipDirs = map[string]bool{"node_modules": true, "dist": true, "venv": true,
 func HashPaths(paths ...string) (string, error) {
 	h := sha256.New()
 	for _, root := range paths {
-		fmt.Fprintf(h, "root %s\n", root)
+		// the base name, not the path: a release built aside (update) fingerprints as it
+		// will once it is moved into place
+		fmt.Fprintf(h, "root %s\n", filepath.Base(root))
 		err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 			if errors.Is(err, fs.ErrNotExist) && p == root {
 				fmt.Fprintf(h, "missing\n")
@@ -159,4 +161,12 @@ func GlobSorted(pattern string) []string {
 	m, _ := filepath.Glob(pattern)
 	sort.Strings(m)
 	return m
+}
+
+// Fingerprints returns the step fingerprints of the last successful run in stateDir.
+func Fingerprints(stateDir string) (map[string]string, error) { return loadFingerprints(stateDir) }
+
+// SaveFingerprints replaces the step fingerprints in stateDir (atomically).
+func SaveFingerprints(stateDir string, fp map[string]string) error {
+	return saveFingerprints(stateDir, fp)
 }

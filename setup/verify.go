@@ -23,8 +23,17 @@ const errorLines = 8
 // reported as skipped, not awaited. A service that never became healthy is named with
 // PM2's restart count and the last lines of its own error log.
 func (b *Box) verify(ctx context.Context, x *pipeline.Exec) error {
+	started := map[string]bool{}
+	for _, d := range b.available() {
+		started[d.Name] = true
+	}
+	return b.Verify(ctx, x.PM2, started)
+}
+
+// Verify checks the started services (the others are reported skipped) and fills Health.
+func (b *Box) Verify(ctx context.Context, pm pipeline.PM2, started map[string]bool) error {
 	app := func(ctx context.Context, service string) (pipeline.App, bool, error) {
-		apps, _, err := x.PM2.Apps(ctx)
+		apps, _, err := pm.Apps(ctx)
 		for _, a := range apps {
 			if a.Name == service {
 				return a, true, err
@@ -33,10 +42,6 @@ func (b *Box) verify(ctx context.Context, x *pipeline.Exec) error {
 		return pipeline.App{}, false, err
 	}
 	sampler := proctree.NewSampler("")
-	started := map[string]bool{}
-	for _, d := range b.available() {
-		started[d.Name] = true
-	}
 	var targets []HealthTarget
 	var skipped []HealthResult
 	for _, d := range b.defs {
