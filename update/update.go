@@ -233,6 +233,15 @@ func (o Options) run(ctx context.Context, res *Result) error {
 		return err
 	}
 	res.Record.To, j.To = rev, rev
+	if rev == j.From && !o.DryRun {
+		log.Info("the box already runs this release; nothing to do", "revision", rev)
+		discardStage()
+		res.Record.Services = map[string]string{}
+		for _, name := range cfg.ServiceNames() {
+			res.Record.Services[name] = "unchanged"
+		}
+		return nil
+	}
 	for i, t := range j.Trees {
 		if err := moveDir(filepath.Join(j.Incoming, treeDirs[i]), t.Stage); err != nil {
 			discardStage()

@@ -82,6 +82,8 @@ func newApp(stdout, stderr io.Writer) *cli.Command {
 			installCommand(),
 			uninstallCommand(),
 			execEnvCommand(),
+			updateCommand(),
+			historyCommand(),
 		},
 		// errors are printed once, by main
 		ExitErrHandler: func(context.Context, *cli.Command, error) {},

@@ -14,9 +14,11 @@ import (
 	"github.com/livinity/livinity-agent/config"
 	"github.com/livinity/livinity-agent/internal/atomicfile"
 	"github.com/livinity/livinity-agent/internal/redact"
+	"github.com/livinity/livinity-agent/history"
 	"github.com/livinity/livinity-agent/pipeline"
 	"github.com/livinity/livinity-agent/setup"
 	"github.com/livinity/livinity-agent/setup/envfile"
+	"github.com/livinity/livinity-agent/update"
 	"github.com/urfave/cli/v3"
 	"golang.org/x/term"
 )
@@ -165,9 +167,15 @@ func runPipeline(ctx context.Context, cmd *cli.Command, cfg *config.Config) erro
 			prog.Observe(e)
 		}
 	}
+	if err := ob.recoverUpdate(ctx); err != nil {
+		return err
+	}
 	res, err := pipeline.Run(ctx, ob.plan, ob.opts)
 	if prog != nil {
 		prog.Close()
+	}
+	if !ob.opts.DryRun {
+		recordOnboarding(ob, res, err, secrets, log)
 	}
 	if len(ob.box.Health) > 0 {
 		printHealth(out, ob.box.Health)
@@ -322,4 +330,54 @@ func terminalWidth(w io.Writer) int {
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// updateOptions are the update options of this box (for update and for finishing an
+// interrupted one).
+func (ob *onboarding) updateOptions() update.Options {
+	return update.Options{Config: ob.box.Config, StateDir: ob.plan.StateDir, PM2Home: ob.plan.PM2Home,
+		Path: ob.plan.Path, Home: ob.plan.Home, Env: ob.plan.Env, Launcher: ob.box.Launcher,
+		Jobs: ob.opts.Jobs, Logger: ob.opts.Logger, PM2: ob.opts.PM2}
+}
+
+// recoverUpdate finishes an update that was interrupted (the trees may be mid-switch)
+// before any pipeline runs on them.
+func (ob *onboarding) recoverUpdate(ctx context.Context) error {
+	if ob.opts.DryRun {
+		return nil
+	}
+	_, err := update.Recover(ctx, ob.updateOptions())
+	return err
+}
+
+// recordOnboarding adds a pipeline run to the box's history (secrets redacted).
+func recordOnboarding(ob *onboarding, res *pipeline.Result, err error, secrets *redact.Secrets, log *slog.Logger) {
+	r := history.Record{Kind: history.KindOnboard, At: time.Now(), To: update.Revision(ob.plan.StateDir), Outcome: history.Success}
+	if res != nil {
+		r.At = r.At.Add(-res.Duration)
+		r.DurationSeconds = res.Duration.Seconds()
+		for _, s := range res.Steps {
+			r.Steps = append(r.Steps, history.Step{ID: s.Step.ID, Status: string(s.Status), Seconds: s.Duration.Seconds()})
+		}
+	}
+	if err != nil {
+		r.Outcome, r.Error = history.RolledBack, secrets.String(err.Error())
+		if res == nil {
+			r.Outcome = history.Failed
+		}
+	}
+	r.Services = map[string]string{}
+	for _, h := range ob.box.Health {
+		switch {
+		case h.Skipped:
+			r.Services[h.Service] = "skipped"
+		case h.OK:
+			r.Services[h.Service] = "healthy"
+		default:
+			r.Services[h.Service] = "unhealthy"
+		}
+	}
+	if herr := history.Append(ob.plan.StateDir, r); herr != nil {
+		log.Warn("could not record the onboarding in the history", "err", herr)
+	}
 }

@@ -147,6 +147,9 @@ func onboardUntilDone(ctx context.Context, ob *onboarding,
 func onboardIfNeeded(ctx context.Context, ob *onboarding,
 	store *state.Store, secrets *redact.Secrets, notifier *systemd.Notifier, log *slog.Logger) error {
 	cfg, plan, opts := ob.box.Config, ob.plan, ob.opts
+	if err := ob.recoverUpdate(ctx); err != nil {
+		return err
+	}
 	if _, err := pipeline.Recover(ctx, plan.StateDir, opts); err != nil {
 		return err
 	}
@@ -182,6 +185,7 @@ func onboardIfNeeded(ctx context.Context, ob *onboarding,
 		}
 	}
 	res, err := pipeline.Run(ctx, plan, opts)
+	recordOnboarding(ob, res, err, secrets, log)
 	setupState := state.Setup{Ran: true, OK: err == nil, At: time.Now()}
 	if res != nil {
 		setupState.DurationSeconds = res.Duration.Seconds()
