@@ -13,7 +13,6 @@ import (
 	"github.com/urfave/cli/v3"
 )
 
-
 func historyCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "history",
@@ -61,7 +60,7 @@ func historyCommand() *cli.Command {
 					errText = errText[:77] + "..."
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.At.Local().Format(time.DateTime), r.Kind,
-					short(r.From), short(r.To), r.Outcome, (time.Duration(r.DurationSeconds*float64(time.Second))).Round(100*time.Millisecond),
+					short(r.From), short(r.To), r.Outcome, (time.Duration(r.DurationSeconds * float64(time.Second))).Round(100*time.Millisecond),
 					orNone(restarted), errText)
 			}
 			return tw.Flush()

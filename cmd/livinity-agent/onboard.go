@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/livinity/livinity-agent/config"
+	"github.com/livinity/livinity-agent/history"
 	"github.com/livinity/livinity-agent/internal/atomicfile"
 	"github.com/livinity/livinity-agent/internal/redact"
-	"github.com/livinity/livinity-agent/history"
 	"github.com/livinity/livinity-agent/pipeline"
 	"github.com/livinity/livinity-agent/setup"
 	"github.com/livinity/livinity-agent/setup/envfile"
