@@ -23,6 +23,8 @@
 //	livinity_setup_last_run_success                         the last onboarding pipeline run succeeded (0/1)
 //	livinity_setup_last_success_timestamp_seconds           when the last run ended, if it succeeded
 //	livinity_setup_duration_seconds                         how long the last run took
+//	livinity_update_last_success_timestamp_seconds          when the last successful update ended (absent before one)
+//	livinity_updates_total{outcome}                         updates by outcome: success, failed, rolled-back
 //
 // The three setup series are absent until a pipeline run is recorded (state.Setup.Ran);
 // livinity_setup_last_success_timestamp_seconds is also absent while the last recorded
@@ -61,6 +63,8 @@ type Options struct {
 	Alive func() bool
 	// Logger receives scrape errors. Nil discards them.
 	Logger *slog.Logger
+	// StateDir, if set, is where the update history is read from.
+	StateDir string
 }
 
 // Metrics is the agent's registry and HTTP handler. Safe for concurrent use.
@@ -102,6 +106,9 @@ func New(opts Options) *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+	if opts.StateDir != "" {
+		m.registry.MustRegister(newHistoryCollector(opts.StateDir))
+	}
 	return m
 }
 

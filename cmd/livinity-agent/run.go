@@ -79,7 +79,7 @@ func runAgent(ctx context.Context, cmd *cli.Command) error {
 	}
 	// metrics and status serve from the start, so that onboarding — and a failed one —
 	// can be watched
-	m := metrics.New(metrics.Options{Store: store, Version: version, Revision: revision(),
+	m := metrics.New(metrics.Options{Store: store, Version: version, Revision: revision(), StateDir: ob.plan.StateDir,
 		Alive: func() bool { return time.Since(heartbeat()) < 10*time.Second }, Logger: log})
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return notifier.RunWatchdog(gctx, heartbeat) })
