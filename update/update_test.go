@@ -293,3 +293,81 @@ func TestReleaseThatFailsAtStart(t *testing.T) {
 		t.Errorf("the update journal is left: %v", err)
 	}
 }
+
+// TestKillDuringUpdate kills the agent with SIGKILL in each phase of an update (fetching,
+// switching, restarting); the next start (`setup`) converges to one release, whole: every
+// service healthy, no staged tree left, and the live trees either all old or all new.
+func TestKillDuringUpdate(t *testing.T) {
+	t.Parallel()
+	agent := testenv.BuildAgent(t, testenv.ShortTempDir(t))
+	for _, phase := range []struct{ name, marker string }{
+		{"fetching", `msg="fetching the new release"`},
+		{"building", `msg="step started" step=build-core`},
+		{"switching", `msg="switching to the new release"`},
+		{"restarting", `msg="step started" step=pm2-start`},
+	} {
+		t.Run(phase.name, func(t *testing.T) {
+			t.Parallel()
+			b := newBox(t)
+			cfgFile := filepath.Join(b.base, "setup.json")
+			data, _ := b.cfg.MarshalIndent()
+			if err := os.WriteFile(cfgFile, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			b.edit("nexus/packages/core/src/index.ts", coreHealthLine, `res.end(JSON.stringify({ status: "ok", release: 2 }));`)
+			b.commit("release 2")
+			agentCmd := func(args ...string) *exec.Cmd {
+				cmd := exec.Command(agent, append([]string{"--config", cfgFile, "--state-dir", b.state, "--pm2-home", b.home,
+					"--pm2", b.bin, "--log-level", "debug"}, args...)...)
+				cmd.Env = append(os.Environ(), "PATH="+testenv.PATH(t))
+				return cmd
+			}
+			cmd := agentCmd("update", "--source", b.repo, "--ref", "main")
+			stderr, _ := cmd.StderrPipe()
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			killed := false
+			buf := make([]byte, 64<<10)
+			var seen strings.Builder
+			for !killed {
+				n, err := stderr.Read(buf)
+				seen.Write(buf[:n])
+				if strings.Contains(seen.String(), phase.marker) {
+					cmd.Process.Kill()
+					killed = true
+				}
+				if err != nil {
+					break
+				}
+			}
+			cmd.Wait()
+			if !killed {
+				t.Fatalf("the update never reached %q:\n%s", phase.marker, seen.String())
+			}
+			out, err := agentCmd("setup").CombinedOutput()
+			if err != nil {
+				t.Fatalf("setup after the kill: %v\n%s", err, out)
+			}
+			for _, tree := range []string{"livos.next", "nexus.next"} {
+				if _, err := os.Stat(filepath.Join(b.base, "live", tree)); err == nil {
+					t.Errorf("%s is left after the recovery", tree)
+				}
+			}
+			if _, err := os.Stat(filepath.Join(b.state, "update.json")); err == nil {
+				t.Error("the update journal is left after the recovery")
+			}
+			// one release, whole: the core the tree holds is the core that answers
+			src, _ := os.ReadFile(filepath.Join(b.cfg.Paths.NexusBaseDir, "packages", "core", "src", "index.ts"))
+			newTree := strings.Contains(string(src), "release: 2")
+			newCode := strings.Contains(b.coreHealth(), `"release":2`)
+			if newTree != newCode {
+				t.Errorf("a mix: the tree holds release 2: %v, the running core is release 2: %v", newTree, newCode)
+			}
+			if _, err := os.Stat(b.cfg.Paths.LivosBaseDir + "/.env"); err != nil {
+				t.Errorf("the live tree lost its .env: %v", err)
+			}
+			t.Logf("converged to release %d", map[bool]int{false: 1, true: 2}[newTree])
+		})
+	}
+}
