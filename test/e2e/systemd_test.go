@@ -193,6 +193,9 @@ func TestSystemdUnit(t *testing.T) {
 	sb.run("systemctl", "stop", unit)
 	sb.run("systemctl", "stop", pm2Unit)
 	sb.setupInUnit("livinity-setup-seam", "/etc/livinity/setup.json", true)
+	if got := sb.uprop(pm2Unit, "ActiveState"); got != "active" {
+		t.Fatalf("after setup with %s stopped, the unit is %s: the pipeline did not start the daemon through it", pm2Unit, got)
+	}
 	pm2PID = sb.pm2PID()
 	if main := sb.uprop(pm2Unit, "MainPID"); main != strconv.Itoa(pm2PID) {
 		t.Errorf("after setup started the daemon: %s MainPID=%s, the daemon is %d", pm2Unit, main, pm2PID)
@@ -223,9 +226,10 @@ func TestSystemdUnit(t *testing.T) {
 	services, pm2PID = pidsOf(t, sb.status(true)), sb.pm2PID()
 	sb.checkInPM2Unit("after the agent started again", services, pm2PID)
 
-	// 9. Reboot with an agent that cannot start: the PM2 unit brings the services back on
-	// its own; the agent, repaired, adopts them.
-	sb.write("/etc/systemd/system/"+unit+".d/95-broken.conf", "[Service]\nExecStartPre=/bin/false\n")
+	// 9. Reboot with an agent that cannot start — its unit does not even load (no
+	// ExecStart=, as after a botched edit), so its Wants= pulls in nothing: the PM2 unit
+	// brings the services back on its own; the agent, repaired, adopts them.
+	sb.write("/etc/systemd/system/"+unit+".d/95-broken.conf", "[Service]\nExecStart=\n")
 	sb.run("systemctl", "daemon-reload")
 	if err := sb.s.Reboot(ctx); err != nil {
 		t.Fatal(err)
@@ -234,8 +238,8 @@ func TestSystemdUnit(t *testing.T) {
 		a := sb.uprop(pm2Unit, "ActiveState")
 		return a == "active", a
 	})
-	if got := sb.prop("ActiveState"); got == "active" {
-		t.Fatalf("the agent is active after the reboot despite ExecStartPre=/bin/false")
+	if load, active := sb.prop("LoadState"), sb.prop("ActiveState"); load != "bad-setting" || active != "inactive" {
+		t.Fatalf("the agent's unit is %s and %s after the reboot, want bad-setting and inactive (no ExecStart=)", load, active)
 	}
 	st = sb.pm2View()
 	for _, sv := range st.Services {
