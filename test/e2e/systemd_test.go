@@ -390,6 +390,27 @@ func TestSystemdUpgradeFromAgentUnit(t *testing.T) {
 	services, pm2PID = pidsOf(t, sb.status(true)), sb.pm2PID()
 	sb.checkInPM2Unit("after restarting "+pm2Unit, services, pm2PID)
 	sb.checkPrivileged("after restarting "+pm2Unit, services)
+
+	// uninstall --keep-services removes the agent only: the services keep running in
+	// their unit, which stays enabled, with the binary (the python services' launcher).
+	out = sb.run("/usr/local/bin/livinity-agent", "uninstall", "--keep-services")
+	t.Logf("uninstall --keep-services:\n%s", out)
+	if got := sb.prop("LoadState"); got != "not-found" {
+		t.Errorf("%s: LoadState after uninstall --keep-services = %q, want not-found", unit, got)
+	}
+	if a, e := sb.uprop(pm2Unit, "ActiveState"), sb.uprop(pm2Unit, "UnitFileState"); a != "active" || e != "enabled" {
+		t.Errorf("%s is %s and %s after uninstall --keep-services, want active and enabled", pm2Unit, a, e)
+	}
+	sb.run("test", "-x", "/usr/local/bin/livinity-agent")
+	got := pidsOf(t, sb.pm2View())
+	for name, pid := range withDaemon(services, pm2PID) {
+		if name != "PM2 daemon" && got[name] != pid {
+			t.Errorf("after uninstall --keep-services: %s has pid %d, had %d", name, got[name], pid)
+		}
+	}
+	if !sb.alive(pm2PID) {
+		t.Errorf("the PM2 daemon (pid %d) is gone after uninstall --keep-services", pm2PID)
+	}
 }
 
 // newSystemdBox boots a sandbox (HostNet, Persistent) with the built agent, the demo tree
