@@ -27,13 +27,13 @@ import (
 
 // box is an onboarded demo tree with a git repository holding its release.
 type box struct {
-	t                            *testing.T
+	t                            testing.TB
 	base, repo, state, home, bin string
 	cfg                          *config.Config
 	logs                         *testenv.Buffer
 }
 
-func newBox(t *testing.T) *box {
+func newBox(t testing.TB) *box {
 	t.Helper()
 	testenv.Require(t, "git", "node", "npm")
 	base := testenv.ShortTempDir(t)

@@ -306,6 +306,115 @@ func TestRealLivOS(t *testing.T) {
 	if code, _ := get(fmt.Sprintf("http://127.0.0.1:%d/", p.Livos)); code != 200 {
 		t.Errorf("livinityd does not answer after the mended release: %d", code)
 	}
+
+	// 5. updates of the real tree: a release that changes only nexus core restarts
+	// nexus-core and livinityd (which depends on @nexus/core) and nothing else; a release
+	// whose livinityd throws at start is rolled back to the previous one, which answers
+	b.cfg.Agent.HealthTimeoutSeconds = 120
+	b.writeConfig()
+	if out, _, err := b.agentRun("setup"); err != nil {
+		t.Fatalf("setup: %v\n%s", err, lastN(out, 20))
+	}
+	release := func(name string, change func(dir string)) string {
+		dir := filepath.Join(base, name)
+		for _, tr := range []string{"livos", "nexus"} {
+			copySources(t, filepath.Join(trees, tr), filepath.Join(dir, tr))
+		}
+		change(dir)
+		return dir
+	}
+	pidsOf := func() map[string]int {
+		out := map[string]int{}
+		for n, a := range b.apps() {
+			out[n] = a.PID
+		}
+		return out
+	}
+	pidsBefore := pidsOf()
+	good := release("release2", func(dir string) {
+		f := filepath.Join(dir, "nexus", "packages", "core", "src", "index.ts")
+		src, _ := os.ReadFile(f)
+		os.WriteFile(f, append(src, "\nexport const releaseMarker = 2;\n"...), 0o644)
+	})
+	out, took, err = b.agentRun("update", "--dir", good)
+	if err != nil {
+		t.Fatalf("update to a core-only release: %v\n%s", err, lastN(out, 30))
+	}
+	t.Logf("core-only update of the real tree: %s\n%s", took.Round(time.Second), lastN(out, 3))
+	after := pidsOf()
+	var restarted []string
+	for n := range after {
+		if after[n] != pidsBefore[n] {
+			restarted = append(restarted, n)
+		}
+	}
+	sort.Strings(restarted)
+	if strings.Join(restarted, ",") != "livos,nexus-core" {
+		t.Errorf("the core-only update restarted %q, want livos and nexus-core", restarted)
+	}
+	pidsBefore = after
+	bad := release("release3", func(dir string) {
+		f := filepath.Join(dir, "livos", "packages", "livinityd", "source", "cli.ts")
+		src, _ := os.ReadFile(f)
+		head, rest, _ := bytes.Cut(src, []byte("\n"))
+		os.WriteFile(f, slices.Concat(head, []byte("\nthrow new Error('"+boom+"');\n"), rest), 0o644)
+	})
+	b.cfg.Agent.HealthTimeoutSeconds = 20
+	b.writeConfig()
+	out, took, err = b.agentRun("update", "--dir", bad)
+	if err == nil || !strings.Contains(out, boom) || !strings.Contains(out, "previous release") {
+		t.Fatalf("update to a release whose livinityd throws: %v; want a rollback quoting its error\n%s", err, lastN(out, 30))
+	}
+	t.Logf("rolled-back update of the real tree: %s\n%s", took.Round(time.Second), lastN(out, 2))
+	after = pidsOf()
+	for _, n := range []string{"nexus-core", "nexus-worker", "nexus-memory", "nexus-mcp"} {
+		if after[n] != pidsBefore[n] {
+			t.Errorf("%s was restarted by a release that did not change it", n)
+		}
+	}
+	if code, _ := get(fmt.Sprintf("http://127.0.0.1:%d/", p.Livos)); code != 200 {
+		t.Errorf("the previous livinityd does not answer after the rollback: %d", code)
+	}
+	hist, _, _ := b.agentRun("history")
+	t.Logf("history:\n%s", hist)
+}
+
+// copySources copies a tree without what installs, builds and the running box put in it.
+func copySources(t *testing.T, src, dst string) {
+	t.Helper()
+	skip := map[string]bool{"node_modules": true, "dist": true, ".git": true, "data": true, "logs": true, "node-compile-cache": true, "generated-tabler-icons": true}
+	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		if skip[d.Name()] || d.Name() == ".env" || strings.HasPrefix(d.Name(), ".livinity-") {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		target := filepath.Join(dst, rel)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			return os.MkdirAll(target, 0o755)
+		case info.Mode()&fs.ModeSymlink != 0:
+			return nil // links are the pipeline's (ui, .env)
+		default:
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			return os.WriteFile(target, data, info.Mode().Perm())
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 func noSecrets(t *testing.T, secrets []string, where map[string]string) {
