@@ -5,12 +5,17 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/livinity/livinity-agent/internal/testenv"
+	"github.com/livinity/livinity-agent/pipeline/journal"
 )
 
 func testPlan(t *testing.T, steps ...*Step) (*Plan, Options, *testenv.Buffer) {
@@ -226,5 +231,79 @@ func TestTreesLocked(t *testing.T) {
 	}
 	if _, err := Run(context.Background(), other, opts2); err != nil {
 		t.Errorf("after the first run ended: %v", err)
+	}
+}
+
+// journalOps writes an interrupted run's journal holding ops, as a killed run leaves it.
+func journalOps(t *testing.T, stateDir string, ops ...journal.Op) {
+	t.Helper()
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	j, err := journal.Create(stateDir, "killed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, op := range ops {
+		if _, err := j.Record(op); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestStalePM2PidIsNotKilled: the rollback of a run that started a daemon finds pm2.pid
+// naming a process that is not a PM2 daemon (pid reuse after a crash): it is left alone.
+func TestStalePM2PidIsNotKilled(t *testing.T) {
+	bin := testenv.PM2(t, 7)
+	home := testenv.PM2Home(t, bin)
+	stranger := exec.Command("sleep", "600")
+	if err := stranger.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer stranger.Process.Kill()
+	os.WriteFile(filepath.Join(home, "pm2.pid"), []byte(strconv.Itoa(stranger.Process.Pid)), 0o644)
+	state := filepath.Join(t.TempDir(), "state")
+	journalOps(t, state, journal.Op{Step: "pm2-start", Kind: journal.KindPM2Kill, PM2Home: home})
+	if _, err := Recover(context.Background(), state, Options{PM2: func(h string) PM2 { return NewPM2(bin, h) }}); err != nil {
+		t.Fatal(err)
+	}
+	if err := stranger.Process.Signal(syscall.Signal(0)); err != nil {
+		t.Fatalf("the rollback killed a process that was not the PM2 daemon: %v", err)
+	}
+}
+
+// TestUndoToleratesWhatIsAlreadyUndone: a rollback killed halfway left one app of a
+// replaced set deleted; running the rollback again re-creates every app and succeeds.
+func TestUndoToleratesWhatIsAlreadyUndone(t *testing.T) {
+	bin := testenv.PM2(t, 7)
+	home := testenv.PM2Home(t, bin)
+	idle := filepath.Join(testenv.Root(t), "supervisor", "testdata", "apps", "idle.js")
+	eco := filepath.Join(t.TempDir(), "eco.config.cjs")
+	os.WriteFile(eco, []byte(`module.exports = { apps: [
+  { name: "a", script: `+strconv.Quote(idle)+` }, { name: "b", script: `+strconv.Quote(idle)+` }, { name: "c", script: `+strconv.Quote(idle)+` } ] };`), 0o644)
+	pm := NewPM2(bin, home)
+	ctx := context.Background()
+	if err := pm.StartEcosystem(ctx, eco, "a", "b"); err != nil { // c is gone already
+		t.Fatal(err)
+	}
+	state := filepath.Join(t.TempDir(), "state")
+	journalOps(t, state, journal.Op{Step: "pm2-start", Kind: journal.KindPM2Restart, PM2Home: home, Names: []string{"a", "b", "c"}, Path: eco})
+	if _, err := Recover(ctx, state, Options{PM2: func(h string) PM2 { return NewPM2(bin, h) }}); err != nil {
+		t.Fatalf("rollback: %v", err)
+	}
+	apps, _, err := pm.Apps(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, a := range apps {
+		names = append(names, a.Name)
+	}
+	slices.Sort(names)
+	if !slices.Equal(names, []string{"a", "b", "c"}) {
+		t.Errorf("after the rollback PM2 runs %q, want a, b and c from the previous definitions", names)
+	}
+	if _, err := os.Stat(filepath.Join(state, "journal.jsonl")); err == nil {
+		t.Error("the journal is left after a complete rollback")
 	}
 }

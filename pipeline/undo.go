@@ -101,7 +101,7 @@ func undo(ctx context.Context, op journal.Op, opts Options) error {
 			// does not answer, would leave the unit to start it again
 			return pm.Kill(ctx)
 		}
-		_, running, err := pm.Apps(ctx)
+		apps, running, err := pm.Apps(ctx)
 		if err != nil {
 			return err
 		}
@@ -116,12 +116,20 @@ func undo(ctx context.Context, op journal.Op, opts Options) error {
 		// as tsx may leave its child behind when PM2 stops it)
 		trees := appTrees(ctx, pm, op)
 		defer killSurvivors(trees)
+		// only the named apps PM2 still has: an undo that ran halfway before (or an app an
+		// operator deleted) must not fail on the rest, so every undo can simply run again
+		present := presentApps(apps, op.Names)
 		switch op.Kind {
 		case journal.KindPM2Delete:
-			return pm.Delete(ctx, op.Names...)
+			if len(present) == 0 {
+				return nil
+			}
+			return pm.Delete(ctx, present...)
 		case journal.KindPM2Restart:
-			if err := pm.Delete(ctx, op.Names...); err != nil {
-				return err
+			if len(present) > 0 {
+				if err := pm.Delete(ctx, present...); err != nil {
+					return err
+				}
 			}
 			killSurvivors(trees) // before the old definition starts again on the same ports
 			if _, err := os.Stat(op.Path); err != nil {
@@ -171,15 +179,38 @@ func killSurvivors(procs map[int]uint64) {
 	}
 }
 
+// presentApps are the names of names that PM2 lists.
+func presentApps(apps []App, names []string) []string {
+	var out []string
+	for _, n := range names {
+		if slices.ContainsFunc(apps, func(a App) bool { return a.Name == n }) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// isDaemon reports whether pid is the PM2 daemon of home: its command line is PM2's God
+// Daemon title naming that home. A stale pm2.pid may name any process after a crash or a
+// reboot (pid reuse); only the daemon itself is ever signalled.
+func isDaemon(pid int, home string) bool {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
+	if err != nil {
+		return false
+	}
+	cmd := strings.TrimRight(strings.ReplaceAll(string(b), "\x00", " "), " ")
+	return strings.HasPrefix(cmd, "PM2 v") && strings.Contains(cmd, "God Daemon ("+home+")")
+}
+
 // waitDaemon reports whether a PM2 daemon is alive under home (its pm2.pid names a live
-// process), waiting up to 10 s for its socket to answer.
+// PM2 daemon of that home), waiting up to 10 s for its socket to answer.
 func waitDaemon(ctx context.Context, home string, pm PM2) bool {
 	b, err := os.ReadFile(filepath.Join(home, "pm2.pid"))
 	if err != nil {
 		return false
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 1 || syscall.Kill(pid, 0) != nil {
+	if err != nil || pid <= 1 || !isDaemon(pid, home) {
 		return false
 	}
 	for i := 0; i < 100; i++ {
@@ -188,7 +219,9 @@ func waitDaemon(ctx context.Context, home string, pm PM2) bool {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	syscall.Kill(pid, syscall.SIGKILL) // never answered: not a daemon anyone can use
+	if start := procfs.StartTime(pid); start != 0 && isDaemon(pid, home) && procfs.Alive(pid, start) {
+		syscall.Kill(pid, syscall.SIGKILL) // never answered: not a daemon anyone can use
+	}
 	return false
 }
 
