@@ -16,7 +16,7 @@ type stateCollector struct {
 	logger *slog.Logger
 
 	up, ready, phase, memory, memoryLimit, restarts *prometheus.Desc
-	agentReady                                      *prometheus.Desc
+	agentReady, pm2Up                               *prometheus.Desc
 	setupOK, setupSuccessAt, setupDuration          *prometheus.Desc
 	hostTotal, hostAvailable                        *prometheus.Desc
 }
@@ -42,7 +42,9 @@ func newStateCollector(store *state.Store, logger *slog.Logger) *stateCollector 
 		restarts: desc("service", "restarts_total",
 			"Restarts of the service the agent did or observed since the agent started, by reason (crash, probe, memory, pm2, manual).", "service", "reason"),
 		agentReady: desc("agent", "ready",
-			"Whether every supervised service is ready (1) or not (0), from the agent's state."),
+			"Whether every supervised service is ready and PM2 is connected (1) or not (0), from the agent's state."),
+		pm2Up: desc("pm2", "up",
+			"Whether the agent is connected to the PM2 daemon and it answers (1), or it is gone, hung (calls time out) or its replies cannot be read (0)."),
 		setupOK: desc("setup", "last_run_success",
 			"Whether the last recorded onboarding pipeline run succeeded (1) or failed (0); absent before any run is recorded."),
 		setupSuccessAt: desc("setup", "last_success_timestamp_seconds",
@@ -59,7 +61,7 @@ func newStateCollector(store *state.Store, logger *slog.Logger) *stateCollector 
 // Describe implements prometheus.Collector.
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.up, c.ready, c.phase, c.memory, c.memoryLimit, c.restarts,
-		c.agentReady, c.setupOK, c.setupSuccessAt, c.setupDuration, c.hostTotal, c.hostAvailable} {
+		c.agentReady, c.pm2Up, c.setupOK, c.setupSuccessAt, c.setupDuration, c.hostTotal, c.hostAvailable} {
 		ch <- d
 	}
 }
@@ -86,6 +88,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	gauge(c.agentReady, bool01(snap.AllReady()))
+	gauge(c.pm2Up, bool01(snap.Agent.PM2Connected))
 
 	if setup := snap.Agent.Setup; setup.Ran {
 		gauge(c.setupOK, bool01(setup.OK))

@@ -21,6 +21,8 @@ func (m *Metrics) healthz(w http.ResponseWriter, _ *http.Request) {
 type Readiness struct {
 	Ready    bool       `json:"ready"`
 	NotReady []NotReady `json:"notReady"`
+	// PM2Error says why PM2 is not connected (then nothing is ready); omitted when it is.
+	PM2Error string `json:"pm2Error,omitempty"`
 }
 
 // NotReady names a service that is not ready and why.
@@ -34,6 +36,12 @@ type NotReady struct {
 func (m *Metrics) readyz(w http.ResponseWriter, _ *http.Request) {
 	snap := m.store.Snapshot()
 	body := Readiness{Ready: snap.AllReady(), NotReady: []NotReady{}}
+	if !snap.Agent.PM2Connected {
+		body.PM2Error = snap.Agent.PM2Error
+		if body.PM2Error == "" {
+			body.PM2Error = "not connected to the PM2 daemon"
+		}
+	}
 	for _, sv := range snap.Services {
 		if !sv.Ready {
 			body.NotReady = append(body.NotReady, NotReady{Service: sv.Name, State: string(sv.Phase), Detail: sv.Detail})

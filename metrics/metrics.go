@@ -16,7 +16,8 @@
 //	livinity_service_restarts_total{service,reason}         restarts the agent did or observed (every reason, from 0)
 //	livinity_service_probe_duration_seconds{service,probe}  histogram of single checks
 //	livinity_service_probe_failures_total{service,probe}    single checks that failed
-//	livinity_agent_ready                                    every service is ready (0/1)
+//	livinity_agent_ready                                    every service is ready and PM2 connected (0/1)
+//	livinity_pm2_up                                         connected to the PM2 daemon and it answers (0/1)
 //	livinity_agent_build_info{version,goversion,revision}   always 1
 //	livinity_host_memory_total_bytes                        MemTotal (gopsutil)
 //	livinity_host_memory_available_bytes                    MemAvailable (gopsutil)

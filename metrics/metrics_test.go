@@ -28,7 +28,7 @@ var serviceNames = []string{"livos", "nexus-core", "nexus-worker", "nexus-memory
 // backing off after crashes, nexus-memory restarted for memory and starting; nexus-mcp
 // never reported (stopped, no memory limit). The last setup run succeeded.
 func knownStore() *state.Store {
-	s := state.New(state.Agent{Version: "1.2.3"}, serviceNames)
+	s := state.New(state.Agent{Version: "1.2.3", PM2Connected: true}, serviceNames)
 	s.UpdateAgent(func(a *state.Agent) {
 		a.Setup = state.Setup{Ran: true, OK: true, At: time.Unix(1700000000, 500_000_000), DurationSeconds: 42.25}
 	})
@@ -58,9 +58,12 @@ func knownStore() *state.Store {
 
 // the golden exposition of knownStore, for every livinity_ series but the host's.
 const goldenState = `
-# HELP livinity_agent_ready Whether every supervised service is ready (1) or not (0), from the agent's state.
+# HELP livinity_agent_ready Whether every supervised service is ready and PM2 is connected (1) or not (0), from the agent's state.
 # TYPE livinity_agent_ready gauge
 livinity_agent_ready 0
+# HELP livinity_pm2_up Whether the agent is connected to the PM2 daemon and it answers (1), or it is gone, hung (calls time out) or its replies cannot be read (0).
+# TYPE livinity_pm2_up gauge
+livinity_pm2_up 1
 # HELP livinity_service_memory_bytes Memory of the service's whole process tree (main PID and all descendants) in bytes: PSS from /proc/<pid>/smaps_rollup, or RSS where smaps_rollup is unreadable.
 # TYPE livinity_service_memory_bytes gauge
 livinity_service_memory_bytes{service="livos"} 1.23456789e+08
@@ -159,7 +162,7 @@ livinity_setup_last_success_timestamp_seconds 1.7000000005e+09
 `
 
 var stateNames = []string{
-	"livinity_agent_ready", "livinity_service_memory_bytes", "livinity_service_memory_limit_bytes",
+	"livinity_agent_ready", "livinity_pm2_up", "livinity_service_memory_bytes", "livinity_service_memory_limit_bytes",
 	"livinity_service_ready", "livinity_service_restarts_total", "livinity_service_state",
 	"livinity_service_up", "livinity_setup_duration_seconds", "livinity_setup_last_run_success",
 	"livinity_setup_last_success_timestamp_seconds",
@@ -429,6 +432,15 @@ func TestReadyz(t *testing.T) {
 	code, body = get(t, base+"/readyz")
 	if code != 200 || strings.TrimSpace(body) != `{"ready":true,"notReady":[]}` {
 		t.Fatalf("all ready: /readyz = %d %s, want 200 {\"ready\":true,\"notReady\":[]}", code, body)
+	}
+
+	// every service answers, but PM2 does not: not ready, and why
+	s.UpdateAgent(func(a *state.Agent) {
+		a.PM2Connected, a.PM2Error = false, "the PM2 daemon does not answer: no reply"
+	})
+	code, body = get(t, base+"/readyz")
+	if code != 503 || !strings.Contains(body, `"pm2Error":"the PM2 daemon does not answer: no reply"`) {
+		t.Fatalf("PM2 hung: /readyz = %d %s, want 503 naming the PM2 error", code, body)
 	}
 }
 

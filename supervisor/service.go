@@ -19,10 +19,20 @@ import (
 type msg struct {
 	proc       *pm2.Process // the app's record from a full list
 	missing    bool         // the app is not in PM2's list
+	restoring  bool         // with missing: a new daemon lacks it and the agent restores it
 	event      *pm2.Event
 	change     *probe.Change
 	mem        *proctree.Usage
 	daemonDown bool
+	check      *checkResult // a single liveness or readiness check (see onResult)
+}
+
+// checkResult is a single check that bears on readiness now: a failure, or a success
+// while a failure is shown.
+type checkResult struct {
+	probe  probe.Type
+	ok     bool
+	detail string
 }
 
 // service owns one app's supervision: its probes, its restart policy and its entry in the
@@ -42,6 +52,7 @@ type service struct {
 	now      func() time.Time
 
 	online   atomic.Bool             // PM2 says online; read by the process probe
+	wobbly   atomic.Bool             // a single check failed and READY shows it
 	curPID   atomic.Int32            // the instance's pid (0 unknown); read by the probes
 	ownerPID atomic.Int32            // the instance last seen holding its port
 	tree     atomic.Pointer[[]int32] // its process tree at the last memory sample
@@ -125,12 +136,19 @@ func (s *service) handle(ctx context.Context, m msg) {
 	case m.proc != nil:
 		s.onProcess(ctx, *m.proc)
 	case m.missing:
+		if m.restoring && s.pid > 0 {
+			s.lostDaemon = true // its instance went with the replaced daemon
+		}
 		s.id, s.pid = -1, 0
 		s.curPID.Store(0)
 		s.online.Store(false)
 		s.holdAll()
-		s.update(func(sv *state.Service) { sv.PM2Status, sv.PID, sv.Started = "", 0, time.Time{} })
-		s.setPhase(state.Stopped, "not in PM2's process list")
+		s.update(func(sv *state.Service) { sv.PM2Status = ""; noInstance(sv) })
+		if m.restoring {
+			s.setPhase(state.Restarting, "the new PM2 daemon does not have it; the agent restores it")
+		} else {
+			s.setPhase(state.Stopped, "not in PM2's process list")
+		}
 	case m.event != nil:
 		s.onEvent(ctx, *m.event)
 	case m.change != nil:
@@ -146,8 +164,10 @@ func (s *service) handle(ctx context.Context, m msg) {
 			s.lostDaemon = true
 		}
 		s.retry = nil
-		s.update(func(sv *state.Service) { sv.PM2Status = "" })
+		s.update(func(sv *state.Service) { sv.PM2Status = ""; noInstance(sv) })
 		s.setPhase(state.Stopped, "the PM2 daemon is down")
+	case m.check != nil:
+		s.onCheck(*m.check)
 	}
 }
 
@@ -166,7 +186,7 @@ func (s *service) onProcess(ctx context.Context, p pm2.Process) {
 		if p.Status == pm2.StatusOnline {
 			sv.PID, sv.Started = p.PID, p.Started
 		} else {
-			sv.PID, sv.Started = 0, time.Time{}
+			noInstance(sv)
 		}
 	})
 	switch p.Status {
@@ -239,12 +259,19 @@ func (s *service) onEvent(ctx context.Context, e pm2.Event) {
 		s.online.Store(false)
 		s.holdAll()
 		s.endInstance()
+		s.update(func(sv *state.Service) {
+			noInstance(sv)
+			sv.LastExit = state.Exit{Code: e.ExitCode, Signal: e.Signal, At: e.At}
+		})
 		if s.lostDaemon {
 			return
 		}
-		code := "unknown"
-		if e.ExitCode != nil {
-			code = fmt.Sprint(*e.ExitCode)
+		code := "code unknown"
+		switch {
+		case e.Signal != "":
+			code = "signal " + e.Signal // PM2 reports exit code 0 for a kill -9
+		case e.ExitCode != nil:
+			code = fmt.Sprint("code ", *e.ExitCode)
 		}
 		switch {
 		case s.expect != "":
@@ -256,8 +283,8 @@ func (s *service) onEvent(ctx context.Context, e pm2.Event) {
 			s.setPhase(state.Restarting, "stopped through PM2")
 		default:
 			s.crashed = true
-			s.log.Warn("service exited", "service", s.name, "exitCode", code)
-			s.setPhase(state.Restarting, "exited (code "+code+"); PM2 restarts it")
+			s.log.Warn("service exited", "service", s.name, "exit", code)
+			s.setPhase(state.Restarting, "exited ("+code+"); PM2 restarts it")
 		}
 	case pm2.EventOnline:
 		s.online.Store(true)
@@ -313,6 +340,7 @@ func (s *service) instanceUp(pid int) {
 		s.count(state.ReasonCrash, 1)
 	}
 	s.crashed, s.lostDaemon, s.stopping, s.expect = false, false, false, ""
+	s.wobbly.Store(false)
 	s.pid = pid
 	s.breaches = 0
 	s.startupDone = false
@@ -415,12 +443,51 @@ func (s *service) onResult(t probe.Type, r probe.Result) {
 	if s.observer != nil && r.Outcome != probe.Error && !r.Reused {
 		s.observer.ObserveProbe(s.name, t.String(), r.Duration, r.Outcome != probe.Success)
 	}
+	if !s.online.Load() {
+		return // a check that was in flight when the instance went: it says nothing now
+	}
 	pr := state.ProbeResult{Type: t.String(), OK: r.Outcome == probe.Success, Outcome: r.Outcome.String(),
 		Duration: r.Duration, At: r.At}
 	if r.Outcome != probe.Success {
 		pr.Error = r.Detail
 	}
 	s.update(func(sv *state.Service) { sv.LastProbe = pr })
+	// READY tells what is known now: a failed check shows at once, while restarts wait
+	// for the failure threshold (see onCheck)
+	if t == probe.Startup || r.Outcome == probe.Error || (r.Outcome == probe.Success && !s.wobbly.Load()) {
+		return
+	}
+	select {
+	case s.msgs <- msg{check: &checkResult{probe: t, ok: r.Outcome == probe.Success, detail: r.Detail}}:
+	case <-s.quit:
+	}
+}
+
+// onCheck shows a single failed liveness or readiness check of a ready service at once
+// (unhealthy, not ready), and takes it back on the next successful one while the
+// readiness verdict is still success. Restarts are still decided on the verdicts.
+func (s *service) onCheck(c checkResult) {
+	if s.expect != "" || !s.online.Load() || !s.startupDone || s.readiness == nil {
+		return
+	}
+	sv := s.snapshot()
+	switch {
+	case !c.ok && sv.Phase == state.Ready:
+		s.wobbly.Store(true)
+		s.setPhase(state.Unhealthy, fmt.Sprintf("%s check failed: %s (restart after %d in a row)",
+			c.probe, c.detail, s.set.Liveness.FailureThreshold))
+	case c.ok && s.wobbly.Load() && sv.Phase == state.Unhealthy && s.readiness.State() == probe.StateSuccess &&
+		s.liveness.State() != probe.StateFailure:
+		s.wobbly.Store(false)
+		s.update(func(sv *state.Service) { sv.Phase, sv.Ready, sv.Detail = state.Ready, true, "" })
+	}
+}
+
+// noInstance clears what described the instance that is gone.
+func noInstance(sv *state.Service) {
+	sv.PID, sv.Started = 0, time.Time{}
+	sv.MemoryBytes, sv.MemoryKind = 0, ""
+	sv.LastProbe = state.ProbeResult{}
 }
 
 func (s *service) holdAll() {
@@ -464,6 +531,7 @@ func (s *service) onChange(ctx context.Context, c probe.Change) {
 			return
 		}
 		if c.To == probe.StateSuccess {
+			s.wobbly.Store(false)
 			s.readySince = s.now()
 			s.update(func(sv *state.Service) { sv.Phase, sv.Ready, sv.Detail = state.Ready, true, "" })
 		} else if c.To == probe.StateFailure {
@@ -473,9 +541,12 @@ func (s *service) onChange(ctx context.Context, c probe.Change) {
 }
 
 func (s *service) onMemory(ctx context.Context, u proctree.Usage) {
+	if !s.online.Load() {
+		return // measured before the instance went
+	}
 	s.tree.Store(&u.PIDs)
 	s.update(func(sv *state.Service) { sv.MemoryBytes, sv.MemoryKind = u.Bytes, u.Kind })
-	if s.expect != "" || s.retry != nil || !s.online.Load() {
+	if s.expect != "" || s.retry != nil {
 		return
 	}
 	if u.Bytes <= s.set.MemoryLimitBytes {

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -60,8 +63,10 @@ type Supervisor struct {
 	memEvery  time.Duration
 	heartbeat atomic.Int64
 
-	mu   sync.Mutex
-	pids map[string]instance // last known instances, for memory and orphan clean-up
+	mu         sync.Mutex
+	pids       map[string]instance // last known instances, for memory and orphan clean-up
+	listed     map[string]bool     // supervised apps in the last list
+	unreadable map[string]string   // per app, the unreadable fields last logged
 }
 
 type instance struct {
@@ -87,7 +92,7 @@ func New(opts Options) (*Supervisor, error) {
 	s := &Supervisor{
 		opts: opts, log: opts.Logger, byName: map[string]*service{}, cli: cli,
 		ctrl: pm2.NewFallback(opts.PM2Home, cli, opts.Logger), sampler: proctree.NewSampler(""),
-		pids: map[string]instance{}, memEvery: time.Hour,
+		pids: map[string]instance{}, unreadable: map[string]string{}, memEvery: time.Hour,
 	}
 	for _, name := range opts.Config.ServiceNames() {
 		set := opts.Config.ServiceSettings(name)
@@ -129,7 +134,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	updates := make(chan pm2.Update, 64)
 	w := &pm2.Watcher{Home: s.opts.PM2Home, Logger: s.log, BackOff: backoff.NewExponentialBackOff(
 		backoff.WithInitialInterval(100*time.Millisecond), backoff.WithMaxInterval(time.Second),
-		backoff.WithMaxElapsedTime(0))}
+		backoff.WithMaxElapsedTime(0)), Lister: s.ctrl}
 	g.Go(func() error { w.Run(ctx, updates); return nil })
 	for _, sv := range s.services {
 		g.Go(func() error { return sv.run(ctx) })
@@ -139,21 +144,93 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	return g.Wait()
 }
 
+// listTimeout bounds the reconciling list: a daemon that does not answer within it is
+// reported as not answering.
+const listTimeout = 5 * time.Second
+
+type listResult struct {
+	procs []pm2.Process
+	err   error
+}
+
 // loop dispatches PM2's updates to the services, reconciles with a full list after events
-// and periodically, and brings a dead daemon back.
+// and periodically (off the loop, under listTimeout, so that a hung daemon neither stalls
+// the loop nor goes unnoticed), and brings a dead daemon back. Only a daemon that is gone
+// (nothing listens on its socket) is brought back; one that does not answer, or answers
+// what cannot be decoded, is reported and left alone. A new daemon without the apps the
+// last one ran (an operator's `pm2 ls` spawns an empty one) is a daemon restart: the apps
+// are restored.
 func (s *Supervisor) loop(ctx context.Context, updates <-chan pm2.Update) error {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	var (
-		reconcile   <-chan time.Time
-		recoverAt   <-chan time.Time
-		lastList    time.Time
-		connected   bool
-		recovering  bool
-		recoverDone = make(chan error, 1)
-		recoverWait = backoff.NewExponentialBackOff(backoff.WithInitialInterval(time.Second),
+		reconcile      <-chan time.Time
+		recheck        <-chan time.Time // is the daemon gone, so that it must be brought back?
+		lastList       time.Time
+		connected      bool
+		down           bool            // the services were told the daemon is gone
+		expectBack     map[string]bool // apps the lost daemon ran, until a daemon lists them
+		restoreAfter   time.Time
+		recovering     bool
+		startingDaemon bool               // the recovery under way is recoverDaemon
+		gaveWay        bool               // and it was stopped for a restore
+		stopRecover    context.CancelFunc = func() {}
+		listing        bool
+		listDone       = make(chan listResult, 1)
+		recoverDone    = make(chan error, 1)
+		recoverWait    = backoff.NewExponentialBackOff(backoff.WithInitialInterval(time.Second),
 			backoff.WithMaxInterval(30*time.Second), backoff.WithMaxElapsedTime(0))
 	)
+	startList := func() {
+		lastList = time.Now()
+		if listing {
+			return
+		}
+		listing = true
+		go func() {
+			lctx, cancel := context.WithTimeout(ctx, listTimeout)
+			defer cancel()
+			procs, err := s.ctrl.List(lctx)
+			listDone <- listResult{procs, err}
+		}()
+	}
+	onList := func(procs []pm2.Process) {
+		seen := s.dispatchList(ctx, procs, expectBack)
+		if expectBack == nil {
+			return
+		}
+		var missing []string
+		for name := range expectBack {
+			if !seen[name] {
+				missing = append(missing, name)
+			}
+		}
+		if len(missing) == 0 {
+			expectBack = nil
+			return
+		}
+		if recovering {
+			if startingDaemon && !gaveWay {
+				// a daemon answers, without the apps: a recovery still starting one (its
+				// pm2 command may wait on the daemon someone else spawned) gives way to
+				// restoring them
+				s.log.Info("a PM2 daemon answers: restoring the apps into it instead", "home", s.opts.PM2Home)
+				gaveWay = true
+				stopRecover()
+			}
+			return
+		}
+		if time.Now().Before(restoreAfter) {
+			return
+		}
+		slices.Sort(missing)
+		recovering = true
+		restoreAfter = time.Now().Add(recoverWait.NextBackOff())
+		s.log.Warn("the PM2 daemon was replaced by one without the apps; restoring them", "home", s.opts.PM2Home, "missing", missing)
+		rctx, cancel := context.WithCancel(ctx)
+		stopRecover = cancel
+		go func() { recoverDone <- s.restoreApps(rctx, missing) }()
+	}
 	for {
 		s.heartbeat.Store(time.Now().UnixNano())
 		select {
@@ -162,10 +239,9 @@ func (s *Supervisor) loop(ctx context.Context, updates <-chan pm2.Update) error 
 		case u := <-updates:
 			switch {
 			case u.Snapshot != nil:
-				connected, recoverAt = true, nil
-				recoverWait.Reset()
-				s.opts.Store.UpdateAgent(func(a *state.Agent) { a.PM2Connected = true })
-				s.dispatchList(ctx, u.Snapshot)
+				connected, down, recheck = true, false, nil
+				s.pm2State(true, "")
+				onList(u.Snapshot)
 				lastList = time.Now()
 			case u.Event != nil:
 				s.dispatch(ctx, u.Event.Name, msg{event: u.Event})
@@ -174,56 +250,129 @@ func (s *Supervisor) loop(ctx context.Context, updates <-chan pm2.Update) error 
 				}
 			case !u.Connected:
 				connected = false
-				s.log.Warn("the PM2 daemon is gone", "home", s.opts.PM2Home, "err", u.Err)
-				s.opts.Store.UpdateAgent(func(a *state.Agent) { a.PM2Connected = false })
-				for _, sv := range s.services {
-					s.dispatch(ctx, sv.name, msg{daemonDown: true})
+				if expectBack == nil {
+					expectBack = s.listedNames()
 				}
-				if !recovering && recoverAt == nil {
-					recoverAt = time.After(time.Second) // it may be restarting on its own
+				if s.daemonGone() {
+					s.daemonDown(ctx, u.Err)
+					down = true
+				} else {
+					why := "the PM2 daemon does not answer: "
+					if errors.Is(u.Err, pm2.ErrProtocol) {
+						why = "the PM2 daemon's replies cannot be read: "
+					}
+					s.log.Warn("lost the PM2 connection; the daemon is still there", "home", s.opts.PM2Home, "err", u.Err)
+					s.pm2State(false, why+errText(u.Err))
+				}
+				if !recovering && recheck == nil {
+					recheck = time.After(time.Second) // it may be restarting on its own
 				}
 			}
 		case <-reconcile:
 			reconcile = nil
-			s.list(ctx)
-			lastList = time.Now()
+			if connected {
+				startList()
+			}
 		case <-tick.C:
 			if connected && time.Since(lastList) >= s.opts.ReconcileEvery {
-				s.list(ctx)
-				lastList = time.Now()
+				startList()
 			}
-		case <-recoverAt:
-			recoverAt = nil
-			if !connected && !recovering {
-				recovering = true
-				go func() { recoverDone <- s.recoverDaemon(ctx) }()
+		case r := <-listDone:
+			listing = false
+			switch {
+			case !connected:
+			case r.err == nil:
+				s.pm2State(true, "")
+				onList(r.procs)
+			case errors.Is(r.err, pm2.ErrNoReply):
+				s.log.Warn("the PM2 daemon does not answer", "home", s.opts.PM2Home, "err", r.err)
+				s.pm2State(false, "the PM2 daemon does not answer: "+errText(r.err))
+			case errors.Is(r.err, pm2.ErrDaemonNotRunning) || ctx.Err() != nil:
+			default:
+				s.log.Warn("cannot list PM2 apps", "err", r.err)
 			}
+		case <-recheck:
+			recheck = nil
+			if connected || recovering {
+				break
+			}
+			if !s.daemonGone() {
+				recheck = time.After(2 * time.Second) // hung, or just replaced: look again
+				break
+			}
+			if !down {
+				s.daemonDown(ctx, errors.New("nothing listens on its socket"))
+				down = true
+			}
+			recovering, startingDaemon = true, true
+			rctx, cancel := context.WithCancel(ctx)
+			stopRecover = cancel
+			go func() { recoverDone <- s.recoverDaemon(rctx) }()
 		case err := <-recoverDone:
-			recovering = false
-			if err != nil && !connected {
+			recovering, startingDaemon = false, false
+			stopRecover()
+			switch {
+			case connected:
+				if err != nil && !gaveWay {
+					s.log.Error("could not restore the PM2 apps", "err", err)
+				}
+				gaveWay = false
+				startList() // does the daemon list them now?
+			case err != nil:
 				wait := recoverWait.NextBackOff()
 				s.log.Error("could not bring the PM2 daemon back; retrying", "err", err, "in", wait)
-				recoverAt = time.After(wait)
+				recheck = time.After(wait)
 			}
 		}
 	}
 }
 
-func (s *Supervisor) list(ctx context.Context) {
-	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	procs, err := s.ctrl.List(lctx)
-	if err != nil {
-		if !errors.Is(err, pm2.ErrDaemonNotRunning) && ctx.Err() == nil {
-			s.log.Warn("cannot list PM2 apps", "err", err)
-		}
-		return
+func errText(err error) string {
+	if err == nil {
+		return "unknown error"
 	}
-	s.dispatchList(ctx, procs)
+	return err.Error()
 }
 
-// dispatchList hands every service its record (or its absence) from a full list.
-func (s *Supervisor) dispatchList(ctx context.Context, procs []pm2.Process) {
+// pm2State records whether PM2 is connected and answering, and why not.
+func (s *Supervisor) pm2State(ok bool, why string) {
+	s.opts.Store.UpdateAgent(func(a *state.Agent) { a.PM2Connected, a.PM2Error = ok, why })
+}
+
+// daemonGone reports whether nothing listens on the daemon's RPC socket (a daemon that is
+// there but does not answer is not gone).
+func (s *Supervisor) daemonGone() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	c, err := pm2.Dial(ctx, s.opts.PM2Home)
+	if err != nil {
+		return errors.Is(err, pm2.ErrDaemonNotRunning)
+	}
+	c.Close()
+	return false
+}
+
+// daemonDown tells the services the daemon is gone.
+func (s *Supervisor) daemonDown(ctx context.Context, err error) {
+	s.log.Warn("the PM2 daemon is gone", "home", s.opts.PM2Home, "err", err)
+	s.pm2State(false, "the PM2 daemon is gone: "+errText(err))
+	for _, sv := range s.services {
+		s.dispatch(ctx, sv.name, msg{daemonDown: true})
+	}
+}
+
+// listedNames is the set of supervised apps the last list showed.
+func (s *Supervisor) listedNames() map[string]bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.listed)
+}
+
+// dispatchList hands every service its record (or its absence) from a full list, and
+// returns the supervised names it holds. An app in expectBack that the list lacks is being
+// restored: its last instance stays known (it is an orphan to end) and its service is
+// told so.
+func (s *Supervisor) dispatchList(ctx context.Context, procs []pm2.Process, expectBack map[string]bool) map[string]bool {
 	seen := map[string]bool{}
 	s.mu.Lock()
 	for _, p := range procs {
@@ -238,12 +387,20 @@ func (s *Supervisor) dispatchList(ctx context.Context, procs []pm2.Process) {
 		} else {
 			delete(s.pids, p.Name)
 		}
+		if f := strings.Join(p.Unreadable, ","); f != s.unreadable[p.Name] {
+			s.unreadable[p.Name] = f
+			if f != "" {
+				s.log.Warn("PM2 reports fields of an unexpected type for an app; they are taken as unknown",
+					"service", p.Name, "fields", f)
+			}
+		}
 	}
 	for name := range s.pids {
-		if !seen[name] {
+		if !seen[name] && !expectBack[name] {
 			delete(s.pids, name)
 		}
 	}
+	s.listed = seen
 	s.mu.Unlock()
 	for _, p := range procs {
 		if _, ok := s.byName[p.Name]; ok {
@@ -252,7 +409,76 @@ func (s *Supervisor) dispatchList(ctx context.Context, procs []pm2.Process) {
 	}
 	for _, sv := range s.services {
 		if !seen[sv.name] {
-			s.dispatch(ctx, sv.name, msg{missing: true})
+			s.dispatch(ctx, sv.name, msg{missing: true, restoring: expectBack[sv.name]})
+		}
+	}
+	return seen
+}
+
+// restoreApps brings back apps a new daemon does not have: it ends what is left of their
+// last instances, then resurrects the saved list and, for what that did not bring back,
+// starts them from the ecosystem file.
+func (s *Supervisor) restoreApps(ctx context.Context, names []string) error {
+	s.killOrphansOf(names)
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if _, err := os.Stat(filepath.Join(s.opts.PM2Home, "dump.pm2")); err == nil {
+		if err := s.cli.Resurrect(ctx); err != nil {
+			return err
+		}
+		procs, err := s.ctrl.List(ctx)
+		if err != nil {
+			return err
+		}
+		left := map[string]bool{}
+		for _, n := range names {
+			left[n] = true
+		}
+		for _, p := range procs {
+			delete(left, p.Name)
+		}
+		names = slices.Sorted(maps.Keys(left))
+		if len(names) == 0 {
+			return nil
+		}
+	}
+	if s.opts.Ecosystem == "" {
+		return fmt.Errorf("apps %s are not in the saved process list and there is no ecosystem file", strings.Join(names, ", "))
+	}
+	s.log.Warn("starting the apps from the ecosystem file", "ecosystem", s.opts.Ecosystem, "apps", names)
+	return s.cli.StartEcosystem(ctx, s.opts.Ecosystem, names...)
+}
+
+// killOrphansOf ends the process trees of the named apps' last known instances that still
+// run (the same pid with the same start time).
+func (s *Supervisor) killOrphansOf(names []string) {
+	s.mu.Lock()
+	pids := map[string]instance{}
+	for _, n := range names {
+		if in, ok := s.pids[n]; ok {
+			pids[n] = in
+			delete(s.pids, n)
+		}
+	}
+	s.mu.Unlock()
+	if len(pids) == 0 {
+		return
+	}
+	table, err := s.sampler.ScanAll()
+	if err != nil {
+		return
+	}
+	for name, in := range pids {
+		if !procfs.Alive(in.pid, in.start) {
+			continue
+		}
+		u, err := table.Memory(int32(in.pid))
+		if err != nil {
+			continue
+		}
+		s.log.Warn("ending a service left running by the replaced PM2 daemon", "service", name, "pid", in.pid, "processes", len(u.PIDs))
+		for _, p := range u.PIDs {
+			syscall.Kill(int(p), syscall.SIGKILL)
 		}
 	}
 }

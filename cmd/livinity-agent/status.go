@@ -270,6 +270,16 @@ func renderStatus(w io.Writer, doc statusapi.Status, color bool) {
 		if !sv.Ready && sv.Detail != "" {
 			fmt.Fprintf(w, "  %s: %s\n", cleanText(sv.Name), cleanText(sv.Detail))
 		}
+		if e := sv.LastExit; e != nil && !sv.Ready {
+			how := "exited by itself"
+			switch {
+			case e.Signal != "":
+				how = "killed by " + cleanText(e.Signal)
+			case e.Code != nil:
+				how = fmt.Sprintf("exited with code %d", *e.Code)
+			}
+			fmt.Fprintf(w, "  %s: last instance %s at %s\n", cleanText(sv.Name), how, e.At.Local().Format(time.TimeOnly))
+		}
 	}
 }
 
@@ -320,9 +330,12 @@ func agentLine(a statusapi.Agent, color bool) string {
 	default:
 		parts = append(parts, paintStatus(color, "31", "setup failed: "+truncateText(cleanText(s.Error), 120)))
 	}
-	if a.PM2Connected {
+	switch {
+	case a.PM2Connected:
 		parts = append(parts, "pm2 connected")
-	} else {
+	case a.PM2Error != "":
+		parts = append(parts, paintStatus(color, "31", "pm2: "+truncateText(cleanText(a.PM2Error), 120)))
+	default:
 		parts = append(parts, paintStatus(color, "31", "pm2 disconnected"))
 	}
 	return strings.Join(parts, ", ")

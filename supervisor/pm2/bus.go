@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"net"
+	"regexp"
+	"slices"
+	"strconv"
 	"time"
 )
 
@@ -34,9 +37,14 @@ type Event struct {
 	ID          int    // pm_id
 	Status      Status // the app's status when the event was sent ("launching" for online)
 	RestartTime int
-	ExitCode    *int      // nil until the app's first exit
-	At          time.Time // when the daemon sent it
-	Manually    bool      // announced by a client (notifyByProcessId) rather than observed
+	ExitCode    *int // nil until the app's first exit
+	// Signal is the signal that ended the app ("SIGKILL"), for an exit; "" when it exited
+	// by itself or PM2 did not say. PM2 reports exit code 0 for a process killed by a
+	// signal: the signal comes from its log line "App [name:id] exited with code [0] via
+	// signal [SIGKILL]", which it publishes on the bus (log:PM2) just before the exit.
+	Signal   string
+	At       time.Time // when the daemon sent it
+	Manually bool      // announced by a client (notifyByProcessId) rather than observed
 }
 
 // wireEvent is the decoded subset of a process:event payload.
@@ -80,6 +88,7 @@ func Subscribe(ctx context.Context, home string) (<-chan Event, error) {
 // readBus forwards events from conn until it fails or ctx ends.
 func readBus(ctx context.Context, conn net.Conn, ch chan<- Event) {
 	dec := newFrameDecoder(conn, MaxBusFrame)
+	signals := map[int]string{} // pm_id → the signal of the exit PM2 just logged
 	for {
 		args, err := dec.next()
 		if errors.Is(err, ErrFrameTooLarge) {
@@ -88,9 +97,19 @@ func readBus(ctx context.Context, conn net.Conn, ch chan<- Event) {
 		if err != nil {
 			return
 		}
+		if id, sig, ok := exitSignal(args); ok {
+			signals[id] = sig
+			continue
+		}
 		ev, ok := decodeBusFrame(args)
 		if !ok {
 			continue
+		}
+		if ev.Kind == EventExit {
+			ev.Signal = signals[ev.ID]
+		}
+		if ev.Kind == EventExit || ev.Kind == EventOnline {
+			delete(signals, ev.ID)
 		}
 		select {
 		case ch <- ev:
@@ -117,7 +136,16 @@ func decodeBusFrame(args [][]byte) (Event, bool) {
 			return Event{}, false
 		}
 		var w wireEvent
-		if json.Unmarshal(payload, &w) != nil || w.Event == "" {
+		if json.Unmarshal(payload, &w) != nil {
+			// a field of an unexpected type (the app's environment is copied over the
+			// process's fields) costs that field, not the event
+			w = wireEvent{}
+			bad, ok := decodeLenient(payload, &w)
+			if !ok || slices.Contains(bad, "process.pm_id") || slices.Contains(bad, "process.name") {
+				return Event{}, false
+			}
+		}
+		if w.Event == "" {
 			return Event{}, false
 		}
 		ev := Event{
@@ -138,4 +166,37 @@ func decodeBusFrame(args [][]byte) (Event, bool) {
 		return Event{Kind: EventKill, ID: -1, At: time.Now()}, true
 	}
 	return Event{}, false
+}
+
+// exitLine is PM2's log line for an app's exit (God.handleExit).
+var exitLine = regexp.MustCompile(`^App \[.*:(\d+)\] exited with code \[[^\]]*\] via signal \[(SIG[A-Z0-9]+)\]`)
+
+// exitSignal reads a log:PM2 frame announcing an exit by a signal: the app's pm_id and
+// the signal's name.
+func exitSignal(args [][]byte) (int, string, bool) {
+	if len(args) != 2 {
+		return 0, "", false
+	}
+	if topic, ok := argString(args[0]); !ok || topic != "log:PM2" {
+		return 0, "", false
+	}
+	payload, ok := argJSON(args[1])
+	if !ok {
+		return 0, "", false
+	}
+	var w struct {
+		Data string `json:"data"`
+	}
+	if json.Unmarshal(payload, &w) != nil {
+		return 0, "", false
+	}
+	m := exitLine.FindStringSubmatch(w.Data)
+	if m == nil {
+		return 0, "", false
+	}
+	id, err := strconv.Atoi(m[1])
+	if err != nil {
+		return 0, "", false
+	}
+	return id, m[2], true
 }

@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -34,6 +35,10 @@ var ErrDaemonNotRunning = errors.New("pm2 daemon is not running")
 
 // ErrClosed is returned by calls on a Client after Close, or after its connection was lost.
 var ErrClosed = errors.New("pm2 client is closed")
+
+// ErrNoReply is returned (wrapped, with the context's error) when a call got no reply
+// before its deadline: the daemon is hung or overloaded, or what listens is not PM2.
+var ErrNoReply = errors.New("no reply")
 
 // RPCSocket returns the path of the daemon's RPC socket under a PM2 home.
 func RPCSocket(home string) string { return filepath.Join(home, "rpc.sock") }
@@ -169,6 +174,38 @@ func (c *Client) Close() error {
 // Done is closed when the connection has ended (Close, or the daemon went away).
 func (c *Client) Done() <-chan struct{} { return c.done }
 
+// peerPID is the pid of the process that listens on the socket (SO_PEERCRED), 0 if unknown.
+func (c *Client) peerPID() int {
+	uc, ok := c.conn.(*net.UnixConn)
+	if !ok {
+		return 0
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	pid := 0
+	raw.Control(func(fd uintptr) {
+		if cred, err := syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED); err == nil {
+			pid = int(cred.Pid)
+		}
+	})
+	return pid
+}
+
+// DaemonPID is the pid recorded in $home/pm2.pid, 0 if there is none.
+func DaemonPID(home string) int {
+	b, err := os.ReadFile(filepath.Join(home, "pm2.pid"))
+	if err != nil {
+		return 0
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return 0
+	}
+	return pid
+}
+
 // call sends method with exactly the given arguments and decodes the reply's results into
 // out (nil to ignore them). PM2 appends its callback to the arguments, so a wrong count
 // shifts the callback and can crash the daemon: every method here passes a fixed count.
@@ -231,12 +268,19 @@ func (c *Client) call(ctx context.Context, method string, args []any, out any) e
 	select {
 	case r := <-ch:
 		if r.err != nil {
+			if !errors.Is(r.err, ErrFrameTooLarge) {
+				// the connection ended: let Done say so before the caller looks
+				select {
+				case <-c.done:
+				case <-ctx.Done():
+				}
+			}
 			return fmt.Errorf("pm2 %s: reply from %s: %w", method, c.path, r.err)
 		}
 		return decodeResult(method, r.body, out)
 	case <-ctx.Done():
 		forget()
-		return fmt.Errorf("pm2 %s: no reply from %s: %w", method, c.path, ctx.Err())
+		return fmt.Errorf("pm2 %s: %w from %s: %w", method, ErrNoReply, c.path, ctx.Err())
 	}
 }
 

@@ -30,19 +30,26 @@ var (
 const probeTimeout = 3 * time.Second
 
 // Fallback is a Controller that uses the native Client and switches to the CLI, for good,
-// when the RPC socket does not answer as the protocol says: bytes that are not amp frames,
-// replies of the wrong shape, an unknown method, or no answer to a ping within a few
-// seconds. The switch is logged once. While the daemon is simply not running it returns
-// ErrDaemonNotRunning and does not fall back, since pm2 commands would start a daemon.
-// Once switched, calls go through pm2 commands, which start a daemon if none runs.
+// when the RPC socket does not speak the protocol: bytes that are not amp frames, an
+// unknown method, or no answer to a ping on a fresh connection within a few seconds from
+// something that is not the daemon (the socket's peer is not the pid in pm2.pid: a daemon
+// that does not answer is hung, and its error is returned). The
+// switch is logged once. A reply that cannot be decoded on a connection that still works
+// (a well-framed reply of an unexpected shape, a reply over the size limit) is not a
+// broken socket, let alone a dead daemon: that one call is made again with the CLI, the
+// first such reply is logged, and the next call uses the socket again. While the daemon is
+// simply not running it returns ErrDaemonNotRunning and does not fall back, since pm2
+// commands would start a daemon. Once switched, calls go through pm2 commands, which
+// start a daemon if none runs.
 type Fallback struct {
 	home string
 	cli  *CLI
 	log  *slog.Logger
 
-	mu     sync.Mutex
-	client *Client // nil until dialled, and after its connection ended
-	useCLI bool
+	mu       sync.Mutex
+	client   *Client // nil until dialled, and after its connection ended
+	useCLI   bool
+	badReply bool // a reply that could not be decoded was logged
 }
 
 // NewFallback returns a Fallback for the daemon under home, falling back to cli (whose
@@ -95,11 +102,32 @@ func (f *Fallback) do(ctx context.Context, op func(Controller) error) error {
 		return op(f.cli)
 	}
 	err = op(c)
-	if err != nil && notProtocol(err) {
-		f.switchToCLI(err)
-		return op(f.cli)
+	if err == nil || !notProtocol(err) {
+		return err
 	}
-	return err
+	select {
+	case <-c.Done():
+		f.switchToCLI(err) // the connection broke on bytes that are not the protocol
+	default:
+		if errors.As(err, new(*RemoteError)) {
+			f.switchToCLI(err) // the daemon lacks a method: it will not grow it
+		} else {
+			f.badReplyOnce(err)
+		}
+	}
+	return op(f.cli)
+}
+
+// badReplyOnce logs the first reply that could not be decoded.
+func (f *Fallback) badReplyOnce(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.badReply {
+		return
+	}
+	f.badReply = true
+	f.log.Warn("a pm2 reply could not be decoded; that call went through the pm2 command (logged once)",
+		"socket", RPCSocket(f.home), "pm2", f.cli.Bin, "err", fmt.Sprint(err))
 }
 
 // native returns a connected client, or nil once the CLI is in use.
@@ -128,8 +156,14 @@ func (f *Fallback) native(ctx context.Context) (*Client, error) {
 		f.client = c
 		return c, nil
 	}
+	silentDaemon := errors.Is(err, ErrNoReply) && c.peerPID() != 0 && c.peerPID() == DaemonPID(f.home)
 	c.Close()
-	if ctx.Err() == nil && (notProtocol(err) || errors.Is(err, context.DeadlineExceeded)) {
+	if silentDaemon {
+		// the daemon itself listens and does not answer: it is hung (SIGSTOP, a blocked
+		// event loop), and a pm2 command would hang on it just the same
+		return nil, err
+	}
+	if ctx.Err() == nil && (notProtocol(err) || errors.Is(err, ErrNoReply)) {
 		f.useCLI = true
 		f.logSwitch(err)
 		return nil, nil

@@ -2,6 +2,7 @@ package pm2
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net"
@@ -130,5 +131,82 @@ func TestFallbackNative(t *testing.T) {
 	}
 	if !strings.Contains(RPCSocket(empty), empty) {
 		t.Fatal("RPCSocket is not under home")
+	}
+}
+
+// TestFallbackBadReplyIsPerCall: a socket that speaks the protocol but answers one method
+// with a reply that cannot be decoded (getMonitorData returns a number) is not a broken
+// socket: that call goes through the CLI (a real daemon, its socket moved where only the
+// pm2 command finds it), the first such reply is logged, and the next calls still use the
+// socket (restartProcessId reaches it).
+func TestFallbackBadReplyIsPerCall(t *testing.T) {
+	moved := filepath.Join(testenv.ShortTempDir(t), "rpc.sock")
+	d := startDaemon(t, 7, "PM2_DAEMON_RPC_PORT="+moved)
+	pid := d.pid(t)
+	t.Cleanup(func() {
+		if err := d.cli.Kill(context.Background()); err != nil {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+	d.pm2(t, "start", testdataPath(t, "idle.js"), "--name", "idle")
+	l, err := net.Listen("unix", RPCSocket(d.home))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	restarts := make(chan string, 10)
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				dec := newFrameDecoder(conn, MaxReplyFrame)
+				for {
+					args, err := dec.next()
+					if err != nil || len(args) != 2 {
+						return
+					}
+					body, _ := argJSON(args[0])
+					var req struct{ Method string }
+					json.Unmarshal(body, &req)
+					reply := `j:{"args":[{"msg":"pong"}]}`
+					switch req.Method {
+					case "getMonitorData":
+						reply = `j:{"args":[42]}`
+					case "restartProcessId":
+						restarts <- req.Method
+						reply = `j:{"args":[{}]}`
+					}
+					frame, _ := appendFrame(nil, []byte(reply), args[1])
+					conn.Write(frame)
+				}
+			}()
+		}
+	}()
+	var logs testenv.Buffer
+	f := NewFallback(d.home, d.cli, slog.New(slog.NewTextHandler(&logs, nil)))
+	defer f.Close()
+	for range 2 {
+		procs, err := f.List(t.Context())
+		if err != nil || len(procs) != 1 || procs[0].Name != "idle" {
+			t.Fatalf("list through the CLI: %+v, %v", procs, err)
+		}
+	}
+	if err := f.Restart(t.Context(), 0); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-restarts:
+	default:
+		t.Fatal("the restart after a bad reply did not use the socket: the fallback switched for good")
+	}
+	if n := strings.Count(logs.String(), "could not be decoded"); n != 1 {
+		t.Fatalf("logged the bad reply %d times, want once:\n%s", n, logs.String())
+	}
+	if strings.Contains(logs.String(), "from now on") {
+		t.Fatalf("a bad reply switched the fallback to the CLI for good:\n%s", logs.String())
 	}
 }

@@ -43,6 +43,10 @@ type Process struct {
 	Interpreter      string    // pm2_env.exec_interpreter, e.g. "node", "python3", "none"
 	OutLogPath       string    // pm2_env.pm_out_log_path
 	ErrLogPath       string    // pm2_env.pm_err_log_path
+	// Unreadable lists the fields (e.g. "pm2_env.exit_code") whose value had a type PM2
+	// does not use for them: they are left at their zero value, and ID is -1 when pm_id
+	// is one of them. Nil when every field was read.
+	Unreadable []string
 }
 
 // wireProcess is the subset of PM2's process object that is decoded. Do not add env,
@@ -103,15 +107,33 @@ func (w *wireProcess) process() Process {
 	return p
 }
 
-// decodeProcesses decodes a getMonitorData result (or pm2 jlist output).
+// decodeProcesses decodes a getMonitorData result (or pm2 jlist output). A field of an
+// unexpected type costs that field only (see Process.Unreadable); what is not a list of
+// objects is an error wrapping ErrProtocol.
 func decodeProcesses(data []byte) ([]Process, error) {
-	var wire []wireProcess
-	if err := json.Unmarshal(data, &wire); err != nil {
+	var raw []json.RawMessage
+	if err := json.Unmarshal(data, &raw); err != nil {
 		return nil, fmt.Errorf("%w: decode process list: %w", ErrProtocol, err)
 	}
-	out := make([]Process, len(wire))
-	for i := range wire {
-		out[i] = wire[i].process()
+	out := make([]Process, len(raw))
+	for i, r := range raw {
+		var w wireProcess
+		if json.Unmarshal(r, &w) == nil {
+			out[i] = w.process()
+			continue
+		}
+		w = wireProcess{}
+		bad, ok := decodeLenient(r, &w)
+		if !ok {
+			return nil, fmt.Errorf("%w: decode process list: entry %d is not an object", ErrProtocol, i)
+		}
+		out[i] = w.process()
+		out[i].Unreadable = bad
+		for _, f := range bad {
+			if f == "pm_id" {
+				out[i].ID = -1 // never act on a guessed id
+			}
+		}
 	}
 	return out, nil
 }

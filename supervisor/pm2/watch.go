@@ -33,6 +33,12 @@ type Watcher struct {
 	// BackOff paces reconnection attempts; nil means DefaultBackOff(). It is reset after
 	// every successful connect, and a Stop from it is treated as its maximum interval.
 	BackOff backoff.BackOff
+	// Lister takes the snapshot after each connect (a *Fallback: a reply it cannot decode
+	// goes through the CLI rather than failing the connect); nil means a native Client
+	// dialled for it.
+	Lister interface {
+		List(ctx context.Context) ([]Process, error)
+	}
 }
 
 // DefaultBackOff returns the Watcher's default retry policy: exponential from 100 ms,
@@ -97,12 +103,7 @@ func (w *Watcher) session(ctx context.Context, out chan<- Update, b backoff.Back
 	if err != nil {
 		return false, err
 	}
-	c, err := Dial(sctx, w.Home)
-	if err != nil {
-		return false, err
-	}
-	procs, err := c.List(sctx)
-	c.Close()
+	procs, err := w.list(sctx)
 	if err != nil {
 		return false, err
 	}
@@ -126,4 +127,19 @@ func send(ctx context.Context, out chan<- Update, u Update) bool {
 	case <-ctx.Done():
 		return false
 	}
+}
+
+// list takes a snapshot, bounded by DefaultCallTimeout.
+func (w *Watcher) list(ctx context.Context) ([]Process, error) {
+	ctx, cancel := context.WithTimeout(ctx, DefaultCallTimeout)
+	defer cancel()
+	if w.Lister != nil {
+		return w.Lister.List(ctx)
+	}
+	c, err := Dial(ctx, w.Home)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	return c.List(ctx)
 }

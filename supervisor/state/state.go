@@ -81,6 +81,15 @@ type Service struct {
 	NextAttempt time.Time `json:"nextAttempt,omitzero"`
 	// Detail says why the service is in its phase, in a few words.
 	Detail string `json:"detail,omitempty"`
+	// LastExit is how its last instance ended, as PM2 saw it; zero before the first exit.
+	LastExit Exit `json:"lastExit,omitzero"`
+}
+
+// Exit is how an instance ended: its exit code, or the signal that killed it.
+type Exit struct {
+	Code   *int      `json:"code,omitempty"`   // nil when unknown
+	Signal string    `json:"signal,omitempty"` // e.g. "SIGKILL"; "" when it exited by itself
+	At     time.Time `json:"at"`
 }
 
 // Setup is the last onboarding pipeline's result.
@@ -99,7 +108,9 @@ type Agent struct {
 	Version      string    `json:"version"`
 	Started      time.Time `json:"started"`
 	PM2Connected bool      `json:"pm2Connected"`
-	Setup        Setup     `json:"setup"`
+	// PM2Error says why PM2 is not connected (gone, not answering); "" when it is.
+	PM2Error string `json:"pm2Error,omitempty"`
+	Setup    Setup  `json:"setup"`
 }
 
 // Snapshot is a consistent copy of the whole state.
@@ -108,8 +119,12 @@ type Snapshot struct {
 	Services []Service `json:"services"`
 }
 
-// AllReady reports whether every service is ready.
+// AllReady reports whether every service is ready and PM2 is connected: a box whose PM2
+// daemon does not answer is not supervised, whatever its services answer.
 func (s Snapshot) AllReady() bool {
+	if !s.Agent.PM2Connected {
+		return false
+	}
 	for _, sv := range s.Services {
 		if !sv.Ready {
 			return false

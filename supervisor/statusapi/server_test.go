@@ -56,7 +56,7 @@ func serve(t *testing.T, path string, store *state.Store) (stop func() error) {
 
 func TestServeFetchModeAndShutdown(t *testing.T) {
 	path := filepath.Join(testenv.ShortTempDir(t), "run", SocketName) // the directory is created
-	store := state.New(state.Agent{Version: "9.9.9", Started: time.Now()}, names)
+	store := state.New(state.Agent{Version: "9.9.9", Started: time.Now(), PM2Connected: true}, names)
 	for _, n := range names {
 		store.Update(n, func(s *state.Service) { s.Phase = state.Ready; s.Ready = true; s.PID = 100 })
 	}

@@ -51,9 +51,11 @@ type Agent struct {
 	Version       string     `json:"version"`
 	Started       *time.Time `json:"started"`
 	UptimeSeconds float64    `json:"uptimeSeconds"`
-	// PM2Connected says whether the agent's PM2 connection is up.
-	PM2Connected bool  `json:"pm2Connected"`
-	Setup        Setup `json:"setup"`
+	// PM2Connected says whether the agent's PM2 connection is up and the daemon answers.
+	PM2Connected bool `json:"pm2Connected"`
+	// PM2Error says why not ("the PM2 daemon does not answer: ..."); "" when connected.
+	PM2Error string `json:"pm2Error"`
+	Setup    Setup  `json:"setup"`
 }
 
 // Setup is the last onboarding pipeline run.
@@ -101,6 +103,18 @@ type Service struct {
 	NextAttemptInSeconds *float64   `json:"nextAttemptInSeconds"`
 	// Detail says why the service is in its state, in a few words; "" when nothing to say.
 	Detail string `json:"detail"`
+	// LastExit is how the last instance ended; null before the first exit.
+	LastExit *Exit `json:"lastExit"`
+}
+
+// Exit is how an instance ended.
+type Exit struct {
+	// Code is its exit code; null when unknown. PM2 reports 0 for a process killed by a
+	// signal: Signal tells.
+	Code *int `json:"code"`
+	// Signal is the signal that killed it ("SIGKILL"); "" when it exited by itself.
+	Signal string    `json:"signal"`
+	At     time.Time `json:"at"`
 }
 
 // Restarts counts restarts by reason.
@@ -138,6 +152,7 @@ func FromSnapshot(snap state.Snapshot, now time.Time) Status {
 			Started:       timePtr(a.Started),
 			UptimeSeconds: since(a.Started, now),
 			PM2Connected:  a.PM2Connected,
+			PM2Error:      a.PM2Error,
 			Setup: Setup{
 				Ran:             a.Setup.Ran,
 				OK:              a.Setup.OK,
@@ -179,6 +194,9 @@ func fromService(sv state.Service, now time.Time) Service {
 	}
 	if sv.PID > 0 {
 		out.UptimeSeconds = since(sv.Started, now)
+	}
+	if e := sv.LastExit; !e.At.IsZero() {
+		out.LastExit = &Exit{Code: e.Code, Signal: e.Signal, At: e.At.UTC()}
 	}
 	for _, n := range sv.Restarts {
 		out.RestartsTotal += n

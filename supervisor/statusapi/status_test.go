@@ -31,6 +31,7 @@ func knownSnapshot() state.Snapshot {
 		}
 		return m
 	}
+	zero := 0
 	return state.Snapshot{
 		Agent: state.Agent{
 			Version: "1.2.3", Started: t0, PM2Connected: true,
@@ -47,10 +48,9 @@ func knownSnapshot() state.Snapshot {
 			Phase: state.Backoff, Ready: false, Since: now.Add(-10 * time.Second),
 			Restarts: reasons(state.ReasonCrash, 2, state.ReasonProbe, 1), PM2Restarts: 17,
 			MemoryLimitBytes: 500 << 20,
-			LastProbe: state.ProbeResult{Type: "liveness", OK: false, Outcome: "failure",
-				Duration: 2 * time.Second, Error: "GET http://127.0.0.1:3300/health: timeout after 2s", At: now.Add(-12 * time.Second)},
-			NextAttempt: now.Add(20 * time.Second),
-			Detail:      "crashed 2 times; next restart in 20s",
+			LastExit:         state.Exit{Code: &zero, Signal: "SIGKILL", At: now.Add(-11 * time.Second)},
+			NextAttempt:      now.Add(20 * time.Second),
+			Detail:           "crashed 2 times; next restart in 20s",
 		}, {
 			Name: "nexus-worker", Phase: state.Stopped, Restarts: reasons(),
 		}},
@@ -125,6 +125,11 @@ func TestFromSnapshot(t *testing.T) {
 	st = FromSnapshot(snap, now)
 	if !st.Ready || st.Services[0].RestartsTotal != 4 {
 		t.Fatalf("ready %v, total %d", st.Ready, st.Services[0].RestartsTotal)
+	}
+	// ... but not while PM2 does not answer: nothing is supervised
+	snap.Agent.PM2Connected, snap.Agent.PM2Error = false, "the PM2 daemon does not answer: no reply"
+	if st = FromSnapshot(snap, now); st.Ready || st.Agent.PM2Error == "" {
+		t.Fatalf("PM2 not answering: ready %v, pm2Error %q", st.Ready, st.Agent.PM2Error)
 	}
 
 	// No services: not ready, and services is [] rather than null.
