@@ -310,3 +310,21 @@ func TestUndoToleratesWhatIsAlreadyUndone(t *testing.T) {
 		t.Error("the journal is left after a complete rollback")
 	}
 }
+
+// TestRollbackIsNewestFirst: two steps replace the same file in turn; only undoing the
+// newest change first brings the original back (an oldest-first rollback leaves the first
+// step's version).
+func TestRollbackIsNewestFirst(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "app.conf")
+	os.WriteFile(f, []byte("original"), 0o644)
+	first := &Step{ID: "first", Replaces: func() []string { return []string{f} }, Action: write(f, "first")}
+	second := &Step{ID: "second", After: []string{"first"}, Replaces: func() []string { return []string{f} }, Action: write(f, "second")}
+	fail := &Step{ID: "fail", After: []string{"second"}, Action: func(context.Context, *Exec) error { return errors.New("boom") }}
+	plan, opts, _ := testPlan(t, first, second, fail)
+	if _, err := Run(context.Background(), plan, opts); !errors.Is(err, ErrRolledBack) {
+		t.Fatalf("run: %v", err)
+	}
+	if b, _ := os.ReadFile(f); string(b) != "original" {
+		t.Errorf("after the rollback the file holds %q, want %q", b, "original")
+	}
+}
