@@ -128,9 +128,13 @@ func (x *Exec) Replace(path string) error {
 	return nil
 }
 
-// BackupName is where this run backs path up.
-func (x *Exec) BackupName(path string) string {
-	return filepath.Join(filepath.Dir(path), backupPrefix+x.runID+"-"+filepath.Base(path))
+// BackupName is where this step backs path up in this run.
+func (x *Exec) BackupName(path string) string { return x.BackupFor(x.Step.ID, path) }
+
+// BackupFor is where step backs path up in this run: each step has its own, so two steps
+// replacing the same path in one run are undone in turn, each to what it found.
+func (x *Exec) BackupFor(step, path string) string {
+	return filepath.Join(filepath.Dir(path), backupPrefix+x.runID+"-"+step+"-"+filepath.Base(path))
 }
 
 // Backup returns where this step backed path up, or "" if it did not exist.

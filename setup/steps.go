@@ -637,7 +637,7 @@ func (b *Box) startApps(ctx context.Context, x *pipeline.Exec) error {
 	if len(replace) > 0 {
 		// the previous definitions: the ecosystem step's backup when it rewrote the file
 		// this run, else the file itself (the app changed, not its definition), kept aside
-		old := x.BackupName(b.EcosystemFile())
+		old := x.BackupFor(StepEcosystem, b.EcosystemFile())
 		if !fileExists(old) {
 			old = filepath.Join(b.StateDir, "ecosystem.previous.cjs")
 			if err := x.Replace(old); err != nil {
