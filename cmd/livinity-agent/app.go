@@ -34,6 +34,7 @@ const (
 	flagPM2Home       = "pm2-home"
 	flagPM2           = "pm2"
 	flagLogLevel      = "log-level"
+	flagLogFormat     = "log-format"
 	flagRotateSecrets = "rotate-secrets"
 	flagDryRun        = "dry-run"
 	flagRollback      = "rollback"
@@ -54,21 +55,39 @@ func globalFlags() []cli.Flag {
 			Sources: cli.EnvVars("LIVINITY_PM2")},
 		&cli.StringFlag{Name: flagLogLevel, Value: "info", Usage: "debug, info, warn or error",
 			Sources: cli.EnvVars("LIVINITY_LOG_LEVEL")},
+		&cli.StringFlag{Name: flagLogFormat, Value: "logfmt", Usage: "logfmt (key=value lines) or json (one object a line)",
+			Sources: cli.EnvVars("LIVINITY_LOG_FORMAT")},
 		&cli.StringFlag{Name: flagRuntimeDir, Value: defaultRuntimeDir, Usage: "where the running agent's status socket lives",
 			Sources: cli.EnvVars("LIVINITY_RUNTIME_DIR"), TakesFile: true},
 	}
 }
 
 func newApp(stdout, stderr io.Writer) *cli.Command {
-	return &cli.Command{
+	app := &cli.Command{
 		Name:                  "livinity-agent",
 		Usage:                 "set up a LivOS home server and keep it running",
-		Version:               version,
+		Version:               moduleVersion() + " (revision " + revision() + ")",
 		Writer:                stdout,
 		ErrWriter:             stderr,
 		Flags:                 globalFlags(),
 		HideHelpCommand:       true,
-		EnableShellCompletion: false,
+		EnableShellCompletion: true,
+		// `completion bash|zsh|fish|pwsh` prints the script; listed in the help
+		ConfigureShellCompletionCommand: func(c *cli.Command) {
+			c.Hidden = false
+			c.Usage = "print the shell completion script: source <(livinity-agent completion bash), or zsh, fish"
+			c.Action = func(ctx context.Context, cmd *cli.Command) error {
+				if cmd.Args().Len() == 0 {
+					return cli.ShowSubcommandHelp(cmd)
+				}
+				return usagef(cmd, "%q is not a shell; use bash, zsh, fish or pwsh", cmd.Args().First())
+			}
+		},
+		// a bad --log-level or --log-format is refused before any command runs
+		Before: func(ctx context.Context, cmd *cli.Command) (context.Context, error) {
+			_, err := newLogger(cmd, io.Discard)
+			return ctx, err
+		},
 		Commands: []*cli.Command{
 			onboardCommand(),
 			runCommand(),
@@ -88,6 +107,8 @@ func newApp(stdout, stderr io.Writer) *cli.Command {
 		// errors are printed once, by main
 		ExitErrHandler: func(context.Context, *cli.Command, error) {},
 	}
+	wireUsage(app)
+	return app
 }
 
 func versionCommand() *cli.Command {
@@ -102,33 +123,66 @@ func versionCommand() *cli.Command {
 }
 
 func versionLine() string {
-	return fmt.Sprintf("livinity-agent %s (revision %s, %s)", version, revision(), runtime.Version())
+	return fmt.Sprintf("livinity-agent %s (revision %s, %s)", moduleVersion(), revision(), runtime.Version())
+}
+
+// moduleVersion is the agent's version: -ldflags "-X main.version=...", else the module
+// version in the build info (a tag or pseudo-version: `go install ...@v1.2.3`, or a build in
+// a git checkout with -buildvcs), else "dev".
+func moduleVersion() string {
+	if version != "dev" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return version
 }
 
 // revision is the VCS revision the binary was built from: -ldflags "-X main.commit=...",
-// else the Go build info, else "unknown".
+// else the build info's vcs.revision (with "-dirty" when the tree had changes), else
+// "unknown".
 func revision() string {
 	if commit != "" {
 		return commit
 	}
 	if bi, ok := debug.ReadBuildInfo(); ok {
+		rev, dirty := "", false
 		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" {
-				return s.Value
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				dirty = s.Value == "true"
 			}
+		}
+		if rev != "" {
+			if dirty {
+				rev += "-dirty"
+			}
+			return rev
 		}
 	}
 	return "unknown"
 }
 
-// newLogger builds the structured logger: slog text lines on w at the chosen level, in
-// journald's form (priority prefixes, no timestamps) when w is connected to the journal.
+// newLogger builds the structured logger on w at the chosen level: logfmt lines (slog's
+// text), in journald's form (priority prefixes, no timestamps) when w is connected to the
+// journal, or JSON objects with --log-format json.
 func newLogger(cmd *cli.Command, w io.Writer) (*slog.Logger, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(cmd.String(flagLogLevel))); err != nil {
-		return nil, fmt.Errorf("--log-level: %q is not a level; use debug, info, warn or error", cmd.String(flagLogLevel))
+		return nil, usagef(cmd, "--log-level: %q is not a level; use debug, info, warn or error", cmd.String(flagLogLevel))
 	}
-	return slog.New(systemd.NewLogHandler(w, &slog.HandlerOptions{Level: level})), nil
+	opts := &slog.HandlerOptions{Level: level}
+	switch f := cmd.String(flagLogFormat); f {
+	case "logfmt", "text":
+		return slog.New(systemd.NewLogHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	default:
+		return nil, usagef(cmd, "--log-format: %q is not a format; use logfmt or json", f)
+	}
 }
 
 // pm2Home resolves the PM2 home: the flag, else $PM2_HOME, else $HOME/.pm2. It never
