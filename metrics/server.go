@@ -9,10 +9,28 @@ import (
 	"net/http"
 	"syscall"
 	"time"
+
+	"github.com/livinity/livinity-agent/internal/netcap"
 )
 
 // DefaultShutdownTimeout bounds the graceful shutdown of a Server.
 const DefaultShutdownTimeout = 5 * time.Second
+
+// Limits of a Server. A scrape of /metrics takes milliseconds and sends its request at
+// once: a client that takes longer is cut off, so that slow or stalled clients (a request
+// with a Content-Length and no body, headers sent a byte at a time, thousands of idle
+// connections) cannot hold the agent's descriptors and memory.
+const (
+	// DefaultMaxConns caps the connections held at once. At the cap a new connection
+	// evicts the oldest one not inside a handler (internal/netcap), so a quick scraper
+	// is served at once whatever slow clients hold.
+	DefaultMaxConns   = 128
+	ReadHeaderTimeout = 5 * time.Second
+	ReadTimeout       = 10 * time.Second // the whole request, body included
+	WriteTimeout      = 10 * time.Second
+	IdleTimeout       = 30 * time.Second
+	MaxHeaderBytes    = 16 << 10
+)
 
 // Server serves a handler (Metrics.Handler) until its context ends.
 type Server struct {
@@ -24,6 +42,8 @@ type Server struct {
 	// ShutdownTimeout bounds the graceful shutdown; zero means DefaultShutdownTimeout.
 	// Requests still running after it are cut off.
 	ShutdownTimeout time.Duration
+	// MaxConns caps the connections held at once; zero means DefaultMaxConns.
+	MaxConns int
 }
 
 // Run listens on Addr and serves until ctx ends, then shuts down gracefully within
@@ -51,13 +71,22 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	if timeout <= 0 {
 		timeout = DefaultShutdownTimeout
 	}
+	maxConns := s.MaxConns
+	if maxConns <= 0 {
+		maxConns = DefaultMaxConns
+	}
 	srv := &http.Server{
-		Handler:           s.Handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		Handler:           netcap.Handler(s.Handler),
+		ConnContext:       netcap.ConnContext,
+		ReadHeaderTimeout: ReadHeaderTimeout,
+		ReadTimeout:       ReadTimeout,
+		WriteTimeout:      WriteTimeout,
+		IdleTimeout:       IdleTimeout,
+		MaxHeaderBytes:    MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
 	}
-	logger.Info("metrics: serving /metrics, /healthz, /readyz", "address", l.Addr().String())
+	logger.Info("metrics: serving /metrics, /healthz, /readyz", "address", l.Addr().String(), "maxConns", maxConns)
+	l = netcap.Listen(l, maxConns)
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }()

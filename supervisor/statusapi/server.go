@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/livinity/livinity-agent/internal/netcap"
 	"github.com/livinity/livinity-agent/supervisor/state"
 )
 
@@ -33,6 +34,10 @@ const SocketMode fs.FileMode = 0o660
 
 // ShutdownTimeout bounds how long Run waits for requests in flight once its context ends.
 const ShutdownTimeout = 5 * time.Second
+
+// MaxConns caps the connections the status socket holds at once; at the cap a new one
+// evicts the oldest that is not being served (internal/netcap).
+const MaxConns = 32
 
 // maxSocketPath is the longest path a unix socket address holds (sun_path less its NUL).
 const maxSocketPath = 107
@@ -67,8 +72,11 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	ln = netcap.Listen(ln, MaxConns)
 	srv := &http.Server{
-		Handler:           s.handler(log),
+		Handler:           netcap.Handler(s.handler(log)),
+		ConnContext:       netcap.ConnContext,
+		MaxHeaderBytes:    16 << 10,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      10 * time.Second,
