@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -64,6 +67,12 @@ func runAgent(ctx context.Context, cmd *cli.Command) error {
 		return fmt.Errorf("create runtime dir (--runtime-dir): %w", err)
 	}
 
+	// the pm2 program is what brings a dead daemon back: a wrong one must fail now, not
+	// when PM2 dies
+	if _, err := exec.LookPath(cmd.String(flagPM2)); err != nil {
+		return fmt.Errorf("--pm2 %q (LIVINITY_PM2): %w: install PM2 (npm install -g pm2) or pass --pm2 with the path of the pm2 program",
+			cmd.String(flagPM2), err)
+	}
 	ob, err := newOnboarding(cmd, cfg, log)
 	if err != nil {
 		return err
@@ -82,6 +91,22 @@ func runAgent(ctx context.Context, cmd *cli.Command) error {
 	m := metrics.New(metrics.Options{Store: store, Version: version, Revision: revision(), StateDir: ob.plan.StateDir,
 		Alive: func() bool { return time.Since(heartbeat()) < 10*time.Second }, Logger: log})
 	g, gctx := errgroup.WithContext(ctx)
+	// SIGHUP (the terminal that ran the agent closed, or systemctl reload) would end the
+	// agent without a word and leave its status socket behind: it is logged and the agent
+	// keeps running; a changed config takes effect at the next start
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	g.Go(func() error {
+		for {
+			select {
+			case <-gctx.Done():
+				return nil
+			case <-hup:
+				log.Warn("SIGHUP received; the agent keeps running (a changed config takes effect when it is restarted)")
+			}
+		}
+	})
 	g.Go(func() error { return notifier.RunWatchdog(gctx, heartbeat) })
 	g.Go(func() error { return (&metrics.Server{Addr: listen, Handler: m.Handler(), Logger: log}).Run(gctx) })
 	g.Go(func() error {

@@ -7,8 +7,10 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -80,4 +82,76 @@ func TestRunKeepsServingAfterAFailedOnboarding(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("run did not stop within 15 s")
 	}
+}
+
+// TestRunChecksThePM2Program: run with a --pm2 that does not exist fails at once, naming
+// the flag, the value and the fix (it used to start and fail only when PM2 died).
+func TestRunChecksThePM2Program(t *testing.T) {
+	_, cfgFile := demoConfig(t, nil)
+	runtime := testenv.ShortTempDir(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := newApp(io.Discard, io.Discard).Run(ctx, []string{"livinity-agent", "--config", cfgFile,
+		"--state-dir", filepath.Join(runtime, "state"), "--pm2-home", filepath.Join(runtime, "pm2"),
+		"--runtime-dir", runtime, "--pm2", "/nonexistent/bin/pm2", "run"})
+	if err == nil || !strings.Contains(err.Error(), `--pm2 "/nonexistent/bin/pm2"`) || !strings.Contains(err.Error(), "install PM2") {
+		t.Fatalf("run with a missing pm2: err = %v; want an error naming --pm2, its value and the fix", err)
+	}
+	if _, err := os.Stat(filepath.Join(runtime, "state")); err == nil {
+		t.Error("run went on to onboard with a missing pm2")
+	}
+}
+
+// TestRunSurvivesSIGHUP: SIGHUP (closing the terminal that ran `run`) used to kill the
+// agent silently and leave its status socket behind. The agent logs it and keeps
+// serving; after a kill -9 the stale socket is replaced by the next start.
+func TestRunSurvivesSIGHUP(t *testing.T) {
+	bin := testenv.BuildAgent(t, t.TempDir())
+	root := testenv.ShortTempDir(t)
+	for _, d := range []string{"livos", "nexus"} {
+		os.MkdirAll(filepath.Join(root, d), 0o755)
+	}
+	_, cfgFile := demoConfig(t, func(c *config.Config) {
+		c.Paths = config.Paths{LivosBaseDir: filepath.Join(root, "livos"), NexusBaseDir: filepath.Join(root, "nexus")}
+		c.Agent.Metrics.Listen = fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	})
+	runtime := testenv.ShortTempDir(t)
+	sock := filepath.Join(runtime, statusapi.SocketName)
+	start := func() (*exec.Cmd, *testenv.Buffer) {
+		var out testenv.Buffer
+		cmd := exec.Command(bin, "--config", cfgFile, "--state-dir", filepath.Join(runtime, "state"),
+			"--pm2-home", filepath.Join(runtime, "pm2"), "--runtime-dir", runtime, "run")
+		cmd.Env = append(os.Environ(), "PATH="+testenv.PATH(t))
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		testenv.WaitFor(t, "the status socket", 60*time.Second, func() bool {
+			_, err := statusapi.Fetch(context.Background(), sock)
+			return err == nil
+		})
+		return cmd, &out
+	}
+	first, out := start()
+	if err := first.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, "the SIGHUP logged", 10*time.Second, func() bool { return strings.Contains(out.String(), "SIGHUP") })
+	time.Sleep(500 * time.Millisecond)
+	if _, err := statusapi.Fetch(context.Background(), sock); err != nil {
+		t.Fatalf("after SIGHUP the status socket does not answer: %v\n%s", err, out.String())
+	}
+	if err := first.Process.Signal(syscall.Signal(0)); err != nil {
+		t.Fatalf("the agent died of SIGHUP: %v", err)
+	}
+	// a dead agent's socket file is left behind, and replaced at the next start
+	first.Process.Kill()
+	first.Wait()
+	if _, err := os.Lstat(sock); err != nil {
+		t.Fatalf("no stale socket after kill -9: %v", err)
+	}
+	second, _ := start()
+	second.Process.Signal(syscall.SIGTERM)
+	second.Wait()
 }
