@@ -128,7 +128,9 @@ func HashPaths(paths ...string) (string, error) {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(h, "%s %o\n", rel, info.Mode())
+			// the type and the exec bit, not the other permission bits: a release unpacked
+			// under another umask has the same content
+			fmt.Fprintf(h, "%s %v %t\n", rel, info.Mode().Type(), info.Mode()&0o111 != 0)
 			switch {
 			case info.Mode()&fs.ModeSymlink != 0:
 				t, err := os.Readlink(p)
