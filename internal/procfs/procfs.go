@@ -25,6 +25,11 @@ func ReadStat(pid int) (Stat, bool) {
 	if err != nil {
 		return Stat{}, false
 	}
+	return parseStat(b)
+}
+
+// parseStat parses the text of a /proc/PID/stat file.
+func parseStat(b []byte) (Stat, bool) {
 	i := bytes.LastIndexByte(b, ')') // the command name may hold spaces and parentheses
 	if i < 0 {
 		return Stat{}, false
