@@ -103,6 +103,7 @@ func newApp(stdout, stderr io.Writer) *cli.Command {
 			execEnvCommand(),
 			updateCommand(),
 			historyCommand(),
+			logsCommand(),
 		},
 		// errors are printed once, by main
 		ExitErrHandler: func(context.Context, *cli.Command, error) {},
