@@ -247,6 +247,12 @@ func newOnboarding(cmd *cli.Command, cfg *config.Config, log *slog.Logger) (*onb
 	if err != nil {
 		return nil, err
 	}
+	if !cmd.Bool(flagDryRun) {
+		// check, status and logs find this box's daemon by it
+		if err := rememberPM2Home(stateDir, home); err != nil {
+			return nil, err
+		}
+	}
 	box.RotateSecrets = cmd.Bool(flagRotateSecrets)
 	if exe, err := os.Executable(); err == nil {
 		box.Launcher = exe
