@@ -129,7 +129,7 @@ func TestPromQLMetricNames(t *testing.T) {
 // Prometheus's own up series.
 func exportedNames(t *testing.T) map[string]bool {
 	t.Helper()
-	m := metrics.New(metrics.Options{Store: knownStore(), Version: "x"})
+	m := metrics.New(metrics.Options{Store: knownStore(), Version: "x", StateDir: t.TempDir()})
 	m.ObserveProbe("livos", "liveness", time.Millisecond, true)
 	mfs, err := m.Registry().Gather()
 	if err != nil {
