@@ -14,7 +14,7 @@ cat <<'MSG'
 
 The demo services run under PM2 with PM2_HOME=.demo/pm2. Next:
   bin/livinity-agent --config .demo/setup.json --state-dir .demo/state --pm2-home .demo/pm2 --runtime-dir .demo/run run
-      supervise them (metrics on http://127.0.0.1:9847/metrics); in another terminal:
+      supervise them (metrics on http://127.0.0.1:19847/metrics, the demo config's agent.metrics.listen); in another terminal:
   bin/livinity-agent --runtime-dir .demo/run status
   PM2_HOME=.demo/pm2 .tools/bin/pm2 kill      stop the demo services
 MSG

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/livinity/livinity-agent/config"
 	"github.com/livinity/livinity-agent/internal/testenv"
 )
 
@@ -202,5 +203,31 @@ func TestLogFormatJSON(t *testing.T) {
 				t.Errorf("%s: line %q is not %s", format, l, format)
 			}
 		}
+	}
+}
+
+// TestDemoConfigStaysOffTheRealPorts: the config `demo` writes keeps the demo away from a
+// real box's ports and the real agent's metrics port, and says which Node it allows.
+func TestDemoConfigStaysOffTheRealPorts(t *testing.T) {
+	dir := filepath.Join(testenv.ShortTempDir(t), "demo")
+	_, stderr, code := runBinary(t, nil, "demo", "--dir", dir, "--dry-run")
+	if code != 0 {
+		t.Fatalf("demo --dry-run: exit %d: %s", code, stderr)
+	}
+	cfg, err := config.Load(filepath.Join(dir, "setup.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Agent.Metrics.Listen != "127.0.0.1:19847" {
+		t.Errorf("the demo's metrics listen on %s; want 127.0.0.1:19847, off the real agent's 9847", cfg.Agent.Metrics.Listen)
+	}
+	d := config.Default()
+	for _, p := range []int{cfg.Ports.API, cfg.Ports.MCP, cfg.Ports.Memory, cfg.Ports.Livos} {
+		if p == d.Ports.API || p == d.Ports.MCP || p == d.Ports.Memory || p == d.Ports.Livos || p == 9847 {
+			t.Errorf("the demo takes port %d of a real box", p)
+		}
+	}
+	if d.Agent.Preflight.MinNodeMajor != 22 || cfg.Agent.Preflight.MinNodeMajor > 22 {
+		t.Errorf("minNodeMajor: default %d (LivOS needs 22), demo %d", d.Agent.Preflight.MinNodeMajor, cfg.Agent.Preflight.MinNodeMajor)
 	}
 }

@@ -18,13 +18,14 @@ import (
 	"github.com/urfave/cli/v3"
 )
 
-// Demo ports: away from a real LivOS box's defaults (8080, 3100-3300) so that the demo can
-// run beside one.
+// Demo ports: away from a real LivOS box's defaults (8080, 3100-3300) and the real agent's
+// metrics (9847) so that the demo, and `run` on it, can run beside one.
 const (
-	demoPortLivos  = 18080
-	demoPortAPI    = 13200
-	demoPortMCP    = 13100
-	demoPortMemory = 13300
+	demoPortLivos     = 18080
+	demoPortAPI       = 13200
+	demoPortMCP       = 13100
+	demoPortMemory    = 13300
+	demoMetricsListen = "127.0.0.1:19847"
 )
 
 func demoCommand() *cli.Command {
@@ -82,7 +83,12 @@ func prepareDemo(dir string) (string, error) {
 	cfg.Paths.LivosBaseDir = filepath.Join(dir, "livos")
 	cfg.Paths.NexusBaseDir = filepath.Join(dir, "nexus")
 	cfg.Ports = config.Ports{API: demoPortAPI, MCP: demoPortMCP, Memory: demoPortMemory, Livos: demoPortLivos}
-	// the demo runs on whatever Node this machine has (LivOS itself wants 22)
+	cfg.Agent.Metrics.Listen = demoMetricsListen
+	// LivOS needs Node.js 22 (livinityd uses the global WebSocket, which Node 20 lacks: it
+	// dies with "WebSocket is not defined"), hence the default minNodeMajor 22 and the real
+	// trees' engines.node. The demo tree's services are stand-ins that use nothing newer
+	// than Node 20 and its package.json files name no engines, so the demo runs on the node
+	// this machine has (20 or later): its config lowers the minimum to that.
 	cfg.Agent.Preflight.MinNodeMajor = nodeMajor()
 	cfg.Agent.Preflight.MinDiskGB = 1
 	cfg.Agent.Preflight.MinRAMGB = 1
