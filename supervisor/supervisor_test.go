@@ -317,3 +317,34 @@ func TestWrapperKilledLeavesNoChildBehind(t *testing.T) {
 	}
 	f.untouched(before, others("livos")...)
 }
+
+// TestMemoryBreachNeedsNChecksInARow: a tree over its limit is restarted only after
+// memoryBreachChecks checks over it in a row, not at the first reading (a restart on the
+// first reading passed every other test once).
+func TestMemoryBreachNeedsNChecksInARow(t *testing.T) {
+	const limitMB = 60
+	f := newFixture(t, nil, func(c *config.Config) {
+		s := c.Agent.Services["nexus-core"]
+		s.MemoryLimitMB = limitMB
+		c.Agent.Services["nexus-core"] = s
+		c.Agent.MemoryBreachChecks = 1000 // at a 0.5 s period: minutes
+	})
+	f.pm2("delete", "nexus-core")
+	leak := filepath.Join(t.TempDir(), "leak.config.cjs")
+	eco, _ := os.ReadFile(f.eco)
+	os.WriteFile(leak, []byte(strings.Replace(string(eco), `"PORT": "`+strconv.Itoa(f.cfg.Ports.API)+`"`,
+		`"PORT": "`+strconv.Itoa(f.cfg.Ports.API)+`", "LEAK_CHILD_MB": "10"`, 1)), 0o644)
+	f.pm2("start", leak, "--only", "nexus-core")
+	testenv.WaitFor(t, "nexus-core's tree over its limit", 60*time.Second, func() bool {
+		return f.service("nexus-core").MemoryBytes > limitMB<<20
+	})
+	// several checks over the limit, far fewer than 1000 in a row
+	time.Sleep(5 * time.Second)
+	sv := f.service("nexus-core")
+	if sv.Restarts[state.ReasonMemory] != 0 {
+		t.Fatalf("nexus-core was restarted for memory after a few checks over the limit (memoryBreachChecks 1000): %+v", sv.Restarts)
+	}
+	if sv.MemoryBytes <= limitMB<<20 {
+		t.Fatalf("the tree fell under the limit (%d MiB): the test did not hold it over", sv.MemoryBytes>>20)
+	}
+}
