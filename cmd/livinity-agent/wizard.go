@@ -32,7 +32,7 @@ func wizardCommand() *cli.Command {
 		Name:  "wizard",
 		Usage: "answer a few questions on the terminal and write setup.json",
 		Description: "Asks for the domain, HTTPS, the optional Telegram, Discord, voice and Gmail\n" +
-			"integrations and the service ports, checks every answer as setup.json would be\n" +
+			"integrations, the service ports and where the LivOS and Nexus trees are, checks every answer as setup.json would be\n" +
 			"checked, and writes the file (mode 0600). It needs a terminal; without one, write\n" +
 			"the file by hand from deploy/examples/setup.json.",
 		Flags: []cli.Flag{
@@ -172,12 +172,20 @@ func (m sizedForm) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	return m, cmd
 }
 
-// portPaths are the ports the wizard asks for, in setup.json order, with their titles.
-var portPaths = [...]struct{ path, title string }{
-	{"ports.api", "nexus-core API port"},
-	{"ports.mcp", "nexus-mcp port"},
-	{"ports.memory", "nexus-memory port"},
-	{"ports.livos", "LivOS (livinityd) port"},
+// portPaths are the ports the wizard asks for, in setup.json order, with their titles and
+// one line on each.
+var portPaths = [...]struct{ path, title, about string }{
+	{"ports.api", "nexus-core API port", "The HTTP API of nexus core, the AI backend; the UI talks to it."},
+	{"ports.mcp", "nexus-mcp port", "The MCP server that gives the AI its tools."},
+	{"ports.memory", "nexus-memory port", "The memory service that keeps what the AI remembers."},
+	{"ports.livos", "LivOS (livinityd) port", "The LivOS web UI and its server, livinityd; your proxy or browser goes here."},
+}
+
+// treePaths are the install paths the wizard asks for, with their titles and one line on
+// each.
+var treePaths = [...]struct{ path, title, about string }{
+	{"paths.livosBaseDir", "LivOS tree", "The directory holding the LivOS checkout (livos/: package.json, packages/livinityd)."},
+	{"paths.nexusBaseDir", "Nexus tree", "The directory holding the Nexus checkout (nexus/: packages/core, worker, mcp-server)."},
 }
 
 // answers are the wizard's answers as typed; the form's fields point into it.
@@ -190,6 +198,7 @@ type answers struct {
 	deepgramKey, cartesiaKey         string
 	gmailClientID, gmailClientSecret string
 	ports                            [len(portPaths)]string
+	trees                            [len(treePaths)]string
 }
 
 func newAnswers() *answers {
@@ -200,6 +209,8 @@ func newAnswers() *answers {
 			strconv.Itoa(d.Ports.API), strconv.Itoa(d.Ports.MCP),
 			strconv.Itoa(d.Ports.Memory), strconv.Itoa(d.Ports.Livos),
 		},
+		// the defaults are the answers until changed: Enter keeps them
+		trees: [len(treePaths)]string{d.Paths.LivosBaseDir, d.Paths.NexusBaseDir},
 	}
 }
 
@@ -233,7 +244,15 @@ func (a *answers) config() *config.Config {
 	for i := range portPaths {
 		*portField(c, i) = parsePortOrZero(a.ports[i])
 	}
+	for i := range treePaths {
+		*treeField(c, i) = strings.TrimSpace(a.trees[i])
+	}
 	return c
+}
+
+// treeField points at the i-th path of treePaths in c.
+func treeField(c *config.Config, i int) *string {
+	return [...]*string{&c.Paths.LivosBaseDir, &c.Paths.NexusBaseDir}[i]
 }
 
 func parsePortOrZero(s string) int {
@@ -360,7 +379,7 @@ func (a *answers) groups() []*huh.Group {
 	groups := []*huh.Group{
 		huh.NewGroup(
 			huh.NewInput().Title("Domain").
-				Description("The hostname this server is reached at, like home.example.com,\nor localhost for a local-only install.").
+				Description("The hostname this server is reached at, like home.example.com; localhost for a local-only install.").
 				Placeholder("home.example.com").Value(&a.domain).
 				Validate(a.checkText("domain", func(c *config.Config) *string { return &c.Domain })),
 		).Title("LivOS setup").Description("Every answer is checked as setup.json would be. Ctrl+C quits without writing anything."),
@@ -373,7 +392,7 @@ func (a *answers) groups() []*huh.Group {
 	groups = append(groups, section(&a.telegram, "Configure Telegram?", "Talk to LivOS through a Telegram bot.",
 		secretInput("Telegram bot token").Description("The token @BotFather gave, like 123456789:AAH…").Value(&a.telegramToken).
 			Validate(a.checkText("telegram.botToken", func(c *config.Config) *string { return &telegramOf(c).BotToken })),
-		huh.NewSelect[string]().Title("Who may message the bot?").Options(
+		huh.NewSelect[string]().Title("Who may message the bot?").Description("Pairing is safer: the bot answers only users you approved.").Options(
 			huh.NewOption("pairing: a new user must pair first", "pairing"),
 			huh.NewOption("open: anyone who finds the bot", "open"),
 		).Value(&a.telegramPolicy),
@@ -393,14 +412,21 @@ func (a *answers) groups() []*huh.Group {
 	groups = append(groups, section(&a.gmail, "Configure Gmail?", "Let LivOS read and send mail with a Google OAuth client.",
 		huh.NewInput().Title("Gmail OAuth client ID").Description("Ends in .apps.googleusercontent.com.").Value(&a.gmailClientID).
 			Validate(a.checkText("gmail.clientId", func(c *config.Config) *string { return &gmailOf(c).ClientID })),
-		secretInput("Gmail OAuth client secret").Value(&a.gmailClientSecret).
+		secretInput("Gmail OAuth client secret").Description("Shown beside the client ID in the Google Cloud console.").Value(&a.gmailClientSecret).
 			Validate(a.checkText("gmail.clientSecret", func(c *config.Config) *string { return &gmailOf(c).ClientSecret })),
 	)...)
 	ports := make([]huh.Field, len(portPaths))
 	for i, p := range portPaths {
-		ports[i] = huh.NewInput().Title(p.title).Value(&a.ports[i]).Validate(a.checkPort(i))
+		ports[i] = huh.NewInput().Title(p.title).Description(p.about).Value(&a.ports[i]).Validate(a.checkPort(i))
 	}
 	groups = append(groups, huh.NewGroup(ports...).Title("Ports").
 		Description("Keep the defaults unless another program already uses one."))
+	trees := make([]huh.Field, len(treePaths))
+	for i, p := range treePaths {
+		trees[i] = huh.NewInput().Title(p.title).Description(p.about + " Enter keeps " + a.trees[i] + ".").
+			Value(&a.trees[i]).Validate(a.checkText(p.path, func(c *config.Config) *string { return treeField(c, i) }))
+	}
+	groups = append(groups, huh.NewGroup(trees...).Title("Install paths").
+		Description("Where the LivOS and Nexus trees are (or will be): absolute paths, each outside the other."))
 	return groups
 }

@@ -379,10 +379,19 @@ func (w *wizardRun) typeSecret(title, secret string) {
 	w.send(keyEnter)
 }
 
-// keepPorts accepts the pre-filled ports from mcp on.
+// keepPorts accepts the pre-filled ports from mcp on, then the pre-filled install paths.
 func (w *wizardRun) keepPorts() {
 	w.t.Helper()
 	for _, p := range portPaths[1:] {
+		w.answer(p.title, keyEnter)
+	}
+	w.keepPaths()
+}
+
+// keepPaths accepts the pre-filled install paths.
+func (w *wizardRun) keepPaths() {
+	w.t.Helper()
+	for _, p := range treePaths {
 		w.answer(p.title, keyEnter)
 	}
 }
@@ -669,5 +678,48 @@ func TestWizardWorksOnATerminalWithoutASize(t *testing.T) {
 	}
 	if want := mustParse(t, `{"domain": "localhost"}`); !reflect.DeepEqual(got, want) {
 		t.Errorf("the wizard's config is not the defaults with domain localhost")
+	}
+}
+
+// TestWizardAsksForInstallPaths: the two install paths are asked with the defaults filled
+// in (Enter keeps them, TestWizardAnswersMakeTheSameConfigAsTheFile), each explained in one
+// line; a path setup.json would refuse is refused until fixed.
+func TestWizardAsksForInstallPaths(t *testing.T) {
+	d := config.Default()
+	w := startWizard(t)
+	w.answer("Domain", "localhost", keyEnter)
+	for _, q := range []string{"Configure Telegram?", "Configure Discord?", "Configure voice?", "Configure Gmail?"} {
+		w.answer(q, "n")
+	}
+	for _, p := range portPaths {
+		w.answer(p.title, keyEnter)
+	}
+
+	screen := w.waitFocus(treePaths[0].title)
+	for _, want := range []string{"> " + d.Paths.LivosBaseDir, "The directory holding the LivOS checkout", "Enter keeps " + d.Paths.LivosBaseDir} {
+		if !strings.Contains(screen, want) {
+			t.Errorf("the LivOS tree question does not show %q:\n%s", want, screen)
+		}
+	}
+	w.send(keyClearLine, "/srv/livos", keyEnter)
+	screen = w.waitFocus(treePaths[1].title)
+	if !strings.Contains(screen, "> "+d.Paths.NexusBaseDir) || !strings.Contains(screen, "The directory holding the Nexus checkout") {
+		t.Errorf("the Nexus tree question does not show its default and its line:\n%s", screen)
+	}
+	w.send(keyClearLine, "/srv/livos/nexus", keyEnter)
+	w.waitText("is inside paths.livosBaseDir")
+	w.send(keyClearLine, "/srv/nexus", keyEnter)
+
+	got, err := w.result()
+	if err != nil {
+		t.Fatalf("runWizard: %v", err)
+	}
+	if got.Paths != (config.Paths{LivosBaseDir: "/srv/livos", NexusBaseDir: "/srv/nexus"}) {
+		t.Errorf("paths = %+v; want the answers", got.Paths)
+	}
+	for _, q := range append(portPaths[:], treePaths[:]...) {
+		if q.about == "" || strings.Contains(q.about, "\n") {
+			t.Errorf("%s is not explained in one line: %q", q.title, q.about)
+		}
 	}
 }
