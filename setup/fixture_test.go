@@ -2,14 +2,10 @@ package setup_test
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -105,64 +101,11 @@ func (f *fixture) apps(ctx context.Context) []pm2.Process {
 	return procs
 }
 
-// snapshot is a recursive listing of a tree with modes and content hashes.
-func snapshot(t *testing.T, root string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(root, p)
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		v := info.Mode().String()
-		switch {
-		case info.Mode()&fs.ModeSymlink != 0:
-			target, _ := os.Readlink(p)
-			v += " -> " + target
-		case info.Mode().IsRegular():
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			sum := sha256.Sum256(b)
-			v += " " + hex.EncodeToString(sum[:])
-		}
-		out[rel] = v
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
+func snapshot(t *testing.T, root string) map[string]string { return testenv.Snapshot(t, root) }
 
-// sameTree fails the test with the differences between two snapshots.
 func sameTree(t *testing.T, before, after map[string]string) {
 	t.Helper()
-	var diffs []string
-	for k, v := range before {
-		if w, ok := after[k]; !ok {
-			diffs = append(diffs, "missing: "+k)
-		} else if w != v {
-			diffs = append(diffs, "changed: "+k)
-		}
-	}
-	for k := range after {
-		if _, ok := before[k]; !ok {
-			diffs = append(diffs, "added: "+k)
-		}
-	}
-	sort.Strings(diffs)
-	if len(diffs) > 0 {
-		if len(diffs) > 30 {
-			diffs = append(diffs[:30], fmt.Sprintf("... and %d more", len(diffs)-30))
-		}
-		t.Fatalf("tree differs from before the run:\n  %s", strings.Join(diffs, "\n  "))
-	}
+	testenv.SameTree(t, before, after)
 }
 
 // noProcessesIn fails the test if a process still runs from the tree (its command line

@@ -282,7 +282,10 @@ func TestRealLivOS(t *testing.T) {
 	}
 	b.cfg.Agent.HealthTimeoutSeconds = 20
 	b.writeConfig()
-	before := snapshotTrees(t, trees)
+	// what the running services write while they run is theirs; all of the run's own
+	// changes must be undone
+	live := []string{"livos/logs", "livos/data", "nexus/logs", "nexus/data"}
+	before := testenv.Snapshot(t, trees, live...)
 	out, _, err = b.agentRun("setup")
 	if err == nil {
 		t.Fatalf("a release whose livinityd throws at start onboarded:\n%s", out)
@@ -293,7 +296,7 @@ func TestRealLivOS(t *testing.T) {
 	if !strings.Contains(out, "kept in "+filepath.Join(b.state, "failed-runs")) {
 		t.Errorf("the failure does not name where the failed run's logs are kept:\n%s", lastN(out, 10))
 	}
-	sameTrees(t, before, snapshotTrees(t, trees))
+	testenv.SameTree(t, before, testenv.Snapshot(t, trees, live...))
 	noSecrets(t, secrets, map[string]string{"the failed run's output": out})
 
 	// and with the source mended the box is whole again
@@ -472,69 +475,4 @@ func newPaths(before, after map[string]bool) []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-// snapshotTrees maps every path of the trees to its mode and content hash, leaving out what
-// the running services write while they run (livos/logs, livos/data, nexus/logs and
-// nexus/data): a run's own changes must all be undone, the services' output is theirs.
-func snapshotTrees(t *testing.T, root string) map[string]string {
-	t.Helper()
-	live := map[string]bool{"livos/logs": true, "livos/data": true, "nexus/logs": true, "nexus/data": true}
-	out := map[string]string{}
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(root, p)
-		if live[rel] {
-			return filepath.SkipDir
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		v := info.Mode().String()
-		switch {
-		case info.Mode()&fs.ModeSymlink != 0:
-			l, _ := os.Readlink(p)
-			v += " -> " + l
-		case info.Mode().IsRegular():
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			sum := sha256.Sum256(b)
-			v += " " + hex.EncodeToString(sum[:])
-		}
-		out[rel] = v
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-func sameTrees(t *testing.T, before, after map[string]string) {
-	t.Helper()
-	var diffs []string
-	for k, v := range before {
-		if w, ok := after[k]; !ok {
-			diffs = append(diffs, "missing: "+k)
-		} else if w != v {
-			diffs = append(diffs, "changed: "+k)
-		}
-	}
-	for k := range after {
-		if _, ok := before[k]; !ok {
-			diffs = append(diffs, "added: "+k)
-		}
-	}
-	sort.Strings(diffs)
-	if len(diffs) > 0 {
-		if len(diffs) > 30 {
-			diffs = append(diffs[:30], fmt.Sprintf("... and %d more", len(diffs)-30))
-		}
-		t.Errorf("the trees differ from before the failed run:\n  %s", strings.Join(diffs, "\n  "))
-	}
 }
