@@ -2,7 +2,6 @@ package setup_test
 
 import (
 	"context"
-	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
