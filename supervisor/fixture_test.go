@@ -21,7 +21,7 @@ import (
 // fixture runs the five services as small test apps under a real PM2 daemon of its own,
 // and a supervisor watching them.
 type fixture struct {
-	t     *testing.T
+	t     testing.TB
 	bin   string
 	home  string
 	eco   string
@@ -46,7 +46,7 @@ type app struct {
 
 // newFixture starts the apps and the supervisor and waits until every service is ready.
 // tweakApps and tweakCfg (either may be nil) adjust the apps and the config first.
-func newFixture(t *testing.T, tweakApps func(map[string]*app), tweakCfg func(*config.Config)) *fixture {
+func newFixture(t testing.TB, tweakApps func(map[string]*app), tweakCfg func(*config.Config)) *fixture {
 	t.Helper()
 	f := &fixture{t: t, bin: testenv.PM2(t, 7), logs: &testenv.Buffer{}}
 	f.home = testenv.PM2Home(t, f.bin)
