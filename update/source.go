@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/livinity/livinity-agent/pipeline"
 )
@@ -227,7 +228,11 @@ func copyEntry(src, dst string, d fs.DirEntry, link bool) error {
 	case !info.Mode().IsRegular():
 		return nil
 	case link:
-		return os.Link(src, dst)
+		err := os.Link(src, dst)
+		if !errors.Is(err, syscall.EXDEV) {
+			return err
+		}
+		fallthrough // another filesystem (a tree that is a mount point): a copy then
 	default:
 		data, err := os.ReadFile(src)
 		if err != nil {
