@@ -270,6 +270,33 @@ func TestSystemdUnit(t *testing.T) {
 	}
 	sb.checkUntouched("after the upgrade", services, pm2PID)
 
+	// 10b. An update started from the CLI while the unit runs: the release is built beside
+	// the live trees, only what changed restarts (nexus core and livinityd, which depends on
+	// it), the agent keeps running and supervising, and says 5/5 ready again.
+	sb.run("mkdir", "-p", "/var/tmp/rel2")
+	sb.run("cp", "-r", "/opt/livos", "/opt/nexus", "/var/tmp/rel2/")
+	core := "/var/tmp/rel2/nexus/packages/core/src/index.ts"
+	sb.write(core, sb.run("cat", core)+"\nexport const release = 2;\n")
+	agentPID := sb.prop("MainPID")
+	before := pidsOf(t, sb.status(true))
+	out = sb.run("env", toolsPath, "HOME=/root", "PM2_HOME=/root/.pm2", "/usr/local/bin/livinity-agent", "update", "--dir", "/var/tmp/rel2")
+	t.Logf("update under systemd:\n%s", out)
+	if got := sb.prop("MainPID"); got != agentPID || sb.uprop(unit, "ActiveState") != "active" {
+		t.Errorf("the agent did not keep running through the update (MainPID %s → %s)", agentPID, got)
+	}
+	after := pidsOf(t, sb.status(true))
+	var restartedNames []string
+	for name, pid := range after {
+		if before[name] != pid {
+			restartedNames = append(restartedNames, name)
+		}
+	}
+	slices.Sort(restartedNames)
+	if !slices.Equal(restartedNames, []string{"livos", "nexus-core"}) {
+		t.Errorf("the update under systemd restarted %q, want livos and nexus-core", restartedNames)
+	}
+	services = after
+
 	// 11. uninstall --purge: units, binary, config and state gone, the services stopped;
 	// the trees and the PM2 home stay.
 	out = sb.run("/usr/local/bin/livinity-agent", "uninstall", "--purge")
