@@ -14,6 +14,15 @@ import (
 	"github.com/livinity/livinity-agent/internal/testenv"
 )
 
+// TestMain removes the binary agentBinary built.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if agentPath != "" {
+		os.RemoveAll(filepath.Dir(agentPath))
+	}
+	os.Exit(code)
+}
+
 var (
 	agentOnce sync.Once
 	agentPath string
