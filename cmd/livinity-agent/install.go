@@ -55,7 +55,7 @@ func installCommand() *cli.Command {
 		Name: "install",
 		Usage: "install the agent as a systemd service and the PM2 daemon that runs the services as " +
 			"another (livinity-pm2.service; config from --config or asked on a terminal), start them and " +
-			"follow the onboarding until every service is ready; on an installed box, upgrade the binary " +
+			"follow the onboarding until every service is ready (or exit 1 at the first failed onboarding, with its error: the agent keeps retrying); on an installed box, upgrade the binary " +
 			"and restart the agent (the services keep running; a daemon an earlier version ran in the " +
 			"agent's unit is moved into livinity-pm2.service without a restart)",
 		Flags: []cli.Flag{
@@ -378,7 +378,31 @@ func follow(ctx context.Context, out io.Writer, verb, socket string) error {
 				len(st.Services), len(st.Services), time.Since(start).Round(100*time.Millisecond))
 			return nil
 		}
+		if err == nil {
+			if ferr := onboardingFailed(st, start); ferr != nil {
+				return ferr
+			}
+		}
 	}
+}
+
+// onboardingFailed is install's error when the agent's status says that an onboarding it
+// finished after start failed: the agent rolled it back and retries it (in a minute, then
+// less often), and install has nothing left to wait for.
+func onboardingFailed(st statusapi.Status, start time.Time) error {
+	if st.Agent == nil {
+		return nil
+	}
+	s := st.Agent.Setup
+	// a run that ended before this start is an earlier agent's
+	if !s.Ran || s.OK || s.Step != "" || s.At == nil || s.At.Before(start.Add(-time.Second)) {
+		return nil
+	}
+	return fmt.Errorf("install: onboarding failed after %s: %s\n"+
+		"the agent is installed and running: it rolled the run back and retries it in a minute, then less often; "+
+		"follow the retries with `journalctl -u %s -f` (or `livinity-agent status --watch`), "+
+		"read a step's output with `livinity-agent logs --step STEP`, fix the cause and run install again",
+		time.Since(start).Round(100*time.Millisecond), s.Error, systemd.UnitName)
 }
 
 // unitProperties reads a few properties of the agent's unit.
