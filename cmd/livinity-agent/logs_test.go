@@ -60,10 +60,10 @@ func logsBox(t *testing.T) (stateDir string, env []string) {
 	if out, err := start.CombinedOutput(); err != nil {
 		t.Fatalf("pm2 start: %v\n%s", err, out)
 	}
-	testenv.WaitFor(t, "both apps to have printed 5 lines", 30*time.Second, func() bool {
+	testenv.WaitFor(t, "both apps to have printed 15 lines", 30*time.Second, func() bool {
 		for _, n := range []string{"alpha", "beta"} {
 			b, _ := os.ReadFile(filepath.Join(logDir, n+"-error.log"))
-			if !strings.Contains(string(b), n+" err 5\n") {
+			if !strings.Contains(string(b), n+" err 15\n") {
 				return false
 			}
 		}
