@@ -23,7 +23,8 @@ func checkCommand() *cli.Command {
 			"home is --pm2-home, else the one the last onboarding with --state-dir used, else the\n" +
 			"installed unit's, else $PM2_HOME or $HOME/.pm2. Exit 1 when a critical check fails.",
 		Flags: []cli.Flag{
-			&cli.BoolFlag{Name: flagJSON, Usage: "print the outcome as JSON: config, valid, error, pm2Home, ok and every check's name, status, critical, detail and fix"},
+			&cli.BoolFlag{Name: flagJSON, Usage: "print the outcome as JSON: config, valid, error, pm2Home, ok and every check's name, status, critical, detail and fix",
+				Sources: cli.EnvVars("LIVINITY_JSON")},
 		},
 		Action: runCheck,
 	}

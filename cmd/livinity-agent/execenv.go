@@ -25,7 +25,8 @@ func execEnvCommand() *cli.Command {
 		ArgsUsage: "-- PROGRAM [ARG...]",
 		Hidden:    true,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: flagEnvFile, Usage: "the .env file", Required: true},
+			&cli.StringFlag{Name: flagEnvFile, Usage: "the .env file", Required: true,
+				Sources: cli.EnvVars("LIVINITY_ENV_FILE")},
 		},
 		Action: func(ctx context.Context, cmd *cli.Command) error {
 			argv := cmd.Args().Slice()

@@ -60,7 +60,8 @@ func installCommand() *cli.Command {
 			"agent's unit is moved into livinity-pm2.service without a restart)",
 		Flags: []cli.Flag{
 			&cli.DurationFlag{Name: flagInstallTimeout, Value: time.Hour,
-				Usage: "how long to follow the agent before giving up (it keeps going in the background)"},
+				Usage:   "how long to follow the agent before giving up (it keeps going in the background)",
+				Sources: cli.EnvVars("LIVINITY_INSTALL_TIMEOUT")},
 		},
 		Action: runInstall,
 	}
@@ -72,9 +73,11 @@ func uninstallCommand() *cli.Command {
 		Usage: "stop and disable the agent's service and the services' (livinity-pm2.service: PM2 stops " +
 			"every service) and remove the units and the binary; the LivOS trees and the PM2 home are never touched",
 		Flags: []cli.Flag{
-			&cli.BoolFlag{Name: flagPurge, Usage: "also remove the config (/etc/livinity) and the agent's state (/var/lib/livinity-agent)"},
+			&cli.BoolFlag{Name: flagPurge, Usage: "also remove the config (/etc/livinity) and the agent's state (/var/lib/livinity-agent)",
+				Sources: cli.EnvVars("LIVINITY_PURGE")},
 			&cli.BoolFlag{Name: flagKeepServices, Usage: "remove only the agent: livinity-pm2.service stays installed, enabled and running " +
-				"(the services keep running and come back at boot), and so does the binary, the python services' launcher"},
+				"(the services keep running and come back at boot), and so does the binary, the python services' launcher",
+				Sources: cli.EnvVars("LIVINITY_KEEP_SERVICES")},
 		},
 		Action: runUninstall,
 	}
