@@ -50,7 +50,7 @@ func historyCommand() *cli.Command {
 			for _, r := range recs {
 				var restarted []string
 				for name, what := range r.Services {
-					if what != "unchanged" {
+					if what == "restarted" || what == "rolled back" {
 						restarted = append(restarted, name)
 						slices.Sort(restarted)
 					}
