@@ -54,7 +54,24 @@ func logsCommand() *cli.Command {
 			&cli.StringFlag{Name: flagStep, Usage: "a pipeline step's log (env, livos-install, build-ui, pm2-start, verify, ...) instead of a service's",
 				Sources: cli.EnvVars("LIVINITY_LOGS_STEP")},
 		},
-		Action: runLogs,
+		Action:        runLogs,
+		ShellComplete: completeServices,
+	}
+}
+
+// completeServices completes a SERVICE argument with the names the ecosystem knows (a flag
+// with the command's flags).
+func completeServices(ctx context.Context, cmd *cli.Command) {
+	if args := cmd.Args().Slice(); len(args) > 0 && strings.HasPrefix(args[len(args)-1], "-") {
+		cli.DefaultCompleteWithFlags(ctx, cmd)
+		return
+	}
+	apps, _, err := ecosystemApps(cmd)
+	if err != nil {
+		return
+	}
+	for _, a := range apps {
+		fmt.Fprintln(cmd.Root().Writer, a.Name)
 	}
 }
 

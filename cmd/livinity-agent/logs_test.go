@@ -124,6 +124,15 @@ func TestLogs(t *testing.T) {
 		t.Errorf("logs delta: exit %d: %s", code, stderr)
 	}
 
+	// the shell completes SERVICE with the names
+	stdout, _, _ = runBinary(t, env, "logs", "--generate-shell-completion")
+	if stdout != "alpha\nbeta\ngamma\n" {
+		t.Errorf("logs completions = %q; want the three names", stdout)
+	}
+	if stdout, _, _ = runBinary(t, env, "logs", "--fo", "--generate-shell-completion"); !strings.Contains(stdout, "--follow") {
+		t.Errorf("logs --fo completions = %q; want --follow", stdout)
+	}
+
 	// a pipeline step's log
 	os.MkdirAll(filepath.Join(stateDir, "logs"), 0o700)
 	os.WriteFile(filepath.Join(stateDir, "logs", "build-ui.log"), []byte("vite v5\nbuilt in 3s\n"), 0o600)
