@@ -129,8 +129,8 @@ func preflightOptions(cmd *cli.Command) preflight.Options {
 
 // runPreflight checks the machine before the pipeline changes anything: a critical failure
 // stops here; the rest are shown (on a terminal) or logged, and the pipeline goes on.
-func runPreflight(ctx context.Context, cmd *cli.Command, cfg *config.Config, out io.Writer, color bool, log *slog.Logger) error {
-	results := preflight.Run(ctx, cfg, preflightOptions(cmd))
+func runPreflight(ctx context.Context, opts preflight.Options, cfg *config.Config, out io.Writer, color bool, log *slog.Logger) error {
+	results := preflight.Run(ctx, cfg, opts)
 	if isTerminal(out) {
 		preflight.Format(out, results, color)
 	}

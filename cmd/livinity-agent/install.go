@@ -108,15 +108,15 @@ func runInstall(ctx context.Context, cmd *cli.Command) error {
 		return err
 	}
 	fmt.Fprintf(out, "config: %s\n", source)
-	if err := runPreflight(ctx, cmd, cfg, out, isTerminal(out) && os.Getenv("NO_COLOR") == "", log); err != nil {
+	home, err := installPM2Home(cmd, installUnitDir)
+	if err != nil {
 		return err
 	}
-
-	home := unitPM2Home
-	if cmd.IsSet(flagPM2Home) {
-		if home, err = pm2Home(cmd); err != nil {
-			return err
-		}
+	// ports held by the box's own apps (an upgrade) are fine
+	opts := preflightOptions(cmd)
+	opts.PM2Home = home
+	if err := runPreflight(ctx, opts, cfg, out, isTerminal(out) && os.Getenv("NO_COLOR") == "", log); err != nil {
+		return err
 	}
 	upgrade := unitActive(ctx)
 	if err := writeInstallConfig(cfg); err != nil {
@@ -168,6 +168,18 @@ func runInstall(ctx context.Context, cmd *cli.Command) error {
 	followCtx, cancel := context.WithTimeout(ctx, cmd.Duration(flagInstallTimeout))
 	defer cancel()
 	return follow(followCtx, out, verb, filepath.Join(cmd.String(flagRuntimeDir), statusapi.SocketName))
+}
+
+// installPM2Home is the PM2 home the units get: --pm2-home, else the one the installed
+// units have (an upgrade keeps it), else unitPM2Home.
+func installPM2Home(cmd *cli.Command, unitDir string) (string, error) {
+	if cmd.IsSet(flagPM2Home) {
+		return pm2Home(cmd)
+	}
+	if h, _, ok := unitPM2HomeSetting(unitDir); ok {
+		return h, nil
+	}
+	return unitPM2Home, nil
 }
 
 // installConfigFrom picks the config: --config, else the installed one (an upgrade), else

@@ -149,7 +149,7 @@ func runPipeline(ctx context.Context, cmd *cli.Command, cfg *config.Config) erro
 	}
 	log := slog.New(redact.NewHandler(baseLog.Handler(), secrets))
 
-	if err := runPreflight(ctx, cmd, cfg, out, color, log); err != nil {
+	if err := runPreflight(ctx, preflightOptions(cmd), cfg, out, color, log); err != nil {
 		return err
 	}
 
