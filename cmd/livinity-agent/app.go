@@ -75,6 +75,10 @@ func newApp(stdout, stderr io.Writer) *cli.Command {
 		// `completion bash|zsh|fish|pwsh` prints the script; listed in the help
 		ConfigureShellCompletionCommand: func(c *cli.Command) {
 			c.Hidden = false
+			c.OnUsageError = onUsageError
+			for _, sub := range c.Commands {
+				sub.OnUsageError = onUsageError
+			}
 			c.Usage = "print the shell completion script: source <(livinity-agent completion bash), or zsh, fish"
 			c.Action = func(ctx context.Context, cmd *cli.Command) error {
 				if cmd.Args().Len() == 0 {

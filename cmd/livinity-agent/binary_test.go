@@ -90,6 +90,7 @@ func TestExitCodes(t *testing.T) {
 		{"bad flag value", []string{"onboard", "--jobs", "many"}, 2, `invalid value "many"`},
 		{"argument to a command that takes none", []string{"history", "extra"}, 2, `history takes no arguments, got "extra"`},
 		{"unknown shell", []string{"completion", "tcsh"}, 2, `"tcsh" is not a shell`},
+		{"flag of a shell", []string{"completion", "bash", "--zsh"}, 2, "--zsh is not a flag of livinity-agent completion bash"},
 		{"bad log format", []string{"--log-format", "yaml", "history"}, 2, `--log-format: "yaml" is not a format`},
 		{"bad log level", []string{"--log-level", "loud", "history"}, 2, `--log-level: "loud" is not a level`},
 		{"agent not running", []string{"status"}, 3, "agent not running"},
