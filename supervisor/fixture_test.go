@@ -143,7 +143,9 @@ func (f *fixture) stopSupervisor() {
 
 func (f *fixture) pm2(args ...string) string {
 	f.t.Helper()
-	cmd := exec.Command(f.bin, args...)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, f.bin, args...)
 	cmd.Env = append(os.Environ(), "PM2_HOME="+f.home)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
