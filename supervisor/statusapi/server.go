@@ -37,7 +37,7 @@ const ShutdownTimeout = 5 * time.Second
 
 // MaxConns caps the connections the status socket holds at once; at the cap a new one
 // evicts the oldest that is not being served (internal/netcap).
-const MaxConns = 32
+const MaxConns = 128
 
 // maxSocketPath is the longest path a unix socket address holds (sun_path less its NUL).
 const maxSocketPath = 107

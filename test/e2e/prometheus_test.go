@@ -255,6 +255,11 @@ func checkDashboardQueries(t *testing.T, prom *Prometheus, path string) {
 // the others need minutes of trouble; the kill lasted seconds).
 func checkRules(t *testing.T, prom *Prometheus) {
 	t.Helper()
+	rules, err := os.ReadFile(filepath.Join(testenv.Root(t), "deploy", "prometheus", "alerts.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := strings.Count(string(rules), "- alert: ")
 	prom.WaitFor("alert rules evaluated", time.Minute, func() (bool, string) {
 		data, err := prom.API("/api/v1/rules", nil)
 		if err != nil {
@@ -288,6 +293,6 @@ func checkRules(t *testing.T, prom *Prometheus) {
 				n++
 			}
 		}
-		return n == 7, fmt.Sprintf("%d rules evaluated, want 7", n)
+		return n == want, fmt.Sprintf("%d rules evaluated, want %d (every rule of alerts.yml)", n, want)
 	})
 }
