@@ -9,6 +9,7 @@ import (
 
 	"github.com/livinity/livinity-agent/config"
 	"github.com/livinity/livinity-agent/internal/testenv"
+	"github.com/livinity/livinity-agent/supervisor/statusapi"
 )
 
 // onboardedBox is the demo tree onboarded by the real binary under a real PM2 of its own,
@@ -64,6 +65,37 @@ func TestOnARunningBox(t *testing.T) {
 			if (c.Name == "Ports" || c.Name == namePaths) && c.Status != "OK" {
 				t.Errorf("check --json: %+v", c)
 			}
+		}
+	})
+
+	t.Run("status without the agent shows PM2's view of the box's PM2 home", func(t *testing.T) {
+		stdout, stderr, code := runBinary(t, box.env, "status")
+		if code != statusExitNotRunning {
+			t.Fatalf("status: exit %d, want 3\n%s%s", code, stdout, stderr)
+		}
+		if !strings.Contains(stdout, "showing PM2's view (PM2_HOME "+box.pm2Home) || !strings.Contains(stdout, "5/5 apps online") {
+			t.Errorf("status does not show the box's PM2 home and its five apps:\n%s", stdout)
+		}
+		stdout, _, code = runBinary(t, box.env, "status", "--json", "nexus-core")
+		var doc statusapi.Status
+		if err := json.Unmarshal([]byte(stdout), &doc); err != nil || code != statusExitNotRunning ||
+			len(doc.Services) != 1 || doc.Services[0].Name != "nexus-core" || doc.Services[0].PM2Status != "online" {
+			t.Errorf("status --json nexus-core from PM2: exit %d, %v, %+v", code, err, doc)
+		}
+		_, stderr, code = runBinary(t, box.env, "status", "nexus")
+		if code != exitUsage || !strings.Contains(stderr, `"nexus" is not a service; the services are livos, nexus-core`) {
+			t.Errorf("status nexus: exit %d: %s", code, stderr)
+		}
+	})
+
+	t.Run("logs finds the box's logs through the state dir", func(t *testing.T) {
+		stdout, stderr, code := runBinary(t, box.env, "logs", "nexus-core", "-n", "0")
+		if code != 0 || !strings.Contains(stdout, "nexus-core") || !strings.Contains(stdout, "listening on") {
+			t.Errorf("logs nexus-core: exit %d\n%s%s", code, stdout, stderr)
+		}
+		stdout, _, code = runBinary(t, box.env, "logs", "--step", "build-core")
+		if code != 0 {
+			t.Errorf("logs --step build-core: exit %d\n%s", code, stdout)
 		}
 	})
 

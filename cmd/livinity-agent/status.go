@@ -41,17 +41,23 @@ const (
 
 func statusCommand() *cli.Command {
 	return &cli.Command{
-		Name:  "status",
-		Usage: "show the running agent's services (exit 0 all ready, 1 degraded, 3 agent not running, 4 unreadable)",
+		Name:      "status",
+		ArgsUsage: "[SERVICE]",
+		Usage:     "show the running agent's services (exit 0 all ready, 1 degraded, 3 agent not running, 4 unreadable)",
 		Description: "Reads the running agent's live state from <runtime-dir>/status.sock. When no agent\n" +
-			"answers there, shows PM2's own view of the apps instead (read over PM2's socket; no\n" +
-			"PM2 daemon is ever started) and exits with 3.",
+			"answers there, shows PM2's own view of the apps instead (read over PM2's socket of the\n" +
+			"box's PM2 home: --pm2-home, else the last onboarding's with --state-dir, else the installed\n" +
+			"unit's; no PM2 daemon is ever started) and exits with 3. With SERVICE, only that service.",
 		Flags: []cli.Flag{
-			&cli.BoolFlag{Name: flagJSON, Usage: "print the status document as JSON (schema in the README)"},
-			&cli.BoolFlag{Name: flagWatch, Aliases: []string{"w"}, Usage: "refresh until interrupted"},
-			&cli.DurationFlag{Name: flagInterval, Value: time.Second, Usage: "refresh period; implies --watch"},
+			&cli.BoolFlag{Name: flagJSON, Usage: "print the status document as JSON (schema in the README)",
+				Sources: cli.EnvVars("LIVINITY_JSON")},
+			&cli.BoolFlag{Name: flagWatch, Aliases: []string{"w"}, Usage: "refresh until interrupted",
+				Sources: cli.EnvVars("LIVINITY_STATUS_WATCH")},
+			&cli.DurationFlag{Name: flagInterval, Value: time.Second, Usage: "refresh period; implies --watch",
+				Sources: cli.EnvVars("LIVINITY_STATUS_INTERVAL")},
 		},
-		Action: runStatus,
+		Action:        runStatus,
+		ShellComplete: completeServices,
 	}
 }
 
@@ -84,7 +90,11 @@ func runStatus(ctx context.Context, cmd *cli.Command) error {
 	sock := filepath.Join(cmd.String(flagRuntimeDir), statusapi.SocketName)
 	tty := isTerminal(out)
 	color := tty && os.Getenv("NO_COLOR") == ""
-	look := func() statusReading { return readStatus(ctx, cmd, sock) }
+	name, err := statusService(cmd)
+	if err != nil {
+		return err
+	}
+	look := func() statusReading { return narrowStatus(cmd, readStatus(ctx, cmd, sock), name) }
 	show := func(r statusReading) {
 		if asJSON {
 			for _, n := range r.notes {
@@ -116,6 +126,9 @@ func runStatus(ctx context.Context, cmd *cli.Command) error {
 	var last statusReading
 	for n := 0; ; n++ {
 		r := look()
+		if r.code == exitUsage {
+			return r.exit() // an unknown SERVICE stays unknown
+		}
 		if ctx.Err() != nil && n > 0 {
 			return last.exit() // interrupted while reading: the last complete look stands
 		}
@@ -154,7 +167,7 @@ func readStatus(ctx context.Context, cmd *cli.Command, sock string) statusReadin
 	}
 
 	r := statusReading{code: statusExitNotRunning, err: "agent not running"}
-	home, err := pm2Home(cmd)
+	home, _, err := configuredPM2Home(cmd) // the box's: --pm2-home, the state dir's, the unit's
 	if err != nil {
 		r.notes = append(r.notes, fmt.Sprintf("agent not running (nothing answers on %s); cannot look for PM2 either: %v", sock, err))
 		return r

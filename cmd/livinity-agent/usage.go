@@ -61,7 +61,7 @@ func wireUsage(root *cli.Command) {
 }
 
 // takesArgs are the commands that read arguments without declaring ArgsUsage.
-var takesArgs = map[string]bool{"status": true}
+var takesArgs = map[string]bool{}
 
 var undefinedFlag = regexp.MustCompile(`flag provided but not defined: -+(\S+)`)
 
