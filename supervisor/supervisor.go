@@ -464,6 +464,12 @@ func (s *Supervisor) killOrphansOf(names []string) {
 	if len(pids) == 0 {
 		return
 	}
+	s.endTrees(pids, "ending a service left running by the replaced PM2 daemon")
+}
+
+// endTrees kills the process tree of each recorded instance that still runs (the same
+// process: pid and start time), logging why.
+func (s *Supervisor) endTrees(pids map[string]instance, why string) {
 	table, err := s.sampler.ScanAll()
 	if err != nil {
 		return
@@ -476,7 +482,7 @@ func (s *Supervisor) killOrphansOf(names []string) {
 		if err != nil {
 			continue
 		}
-		s.log.Warn("ending a service left running by the replaced PM2 daemon", "service", name, "pid", in.pid, "processes", len(u.PIDs))
+		s.log.Warn(why, "service", name, "pid", in.pid, "processes", len(u.PIDs))
 		for _, p := range u.PIDs {
 			syscall.Kill(int(p), syscall.SIGKILL)
 		}
@@ -610,21 +616,5 @@ func (s *Supervisor) killOrphans() {
 	pids := s.pids
 	s.pids = map[string]instance{}
 	s.mu.Unlock()
-	table, err := s.sampler.ScanAll()
-	if err != nil {
-		return
-	}
-	for name, in := range pids {
-		if !procfs.Alive(in.pid, in.start) {
-			continue
-		}
-		u, err := table.Memory(int32(in.pid))
-		if err != nil {
-			continue
-		}
-		s.log.Warn("ending a service left running by the dead PM2 daemon", "service", name, "pid", in.pid, "processes", len(u.PIDs))
-		for _, p := range u.PIDs {
-			syscall.Kill(int(p), syscall.SIGKILL)
-		}
-	}
+	s.endTrees(pids, "ending a service left running by the dead PM2 daemon")
 }
