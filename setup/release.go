@@ -96,9 +96,7 @@ func (b *Box) RunsPrint(name string) string {
 		out, _ := pipeline.HashPaths(filepath.Join(p.Dir, "dist"))
 		fmt.Fprintf(h, "%s/%s %s %s\n", p.Tree, p.Base, src, out)
 	}
-	for _, tree := range []string{d.Tree} {
-		lock, _ := pipeline.HashPaths(manifests(b.root(tree), "pnpm-lock.yaml", "package-lock.json")...)
-		fmt.Fprintf(h, "lock %s\n", lock)
-	}
+	lock, _ := pipeline.HashPaths(manifests(b.root(d.Tree), "pnpm-lock.yaml", "package-lock.json")...)
+	fmt.Fprintf(h, "lock %s\n", lock)
 	return hex.EncodeToString(h.Sum(nil))
 }

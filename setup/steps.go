@@ -61,7 +61,6 @@ type Box struct {
 	defs     []config.ServiceDef
 	builds   map[string][]string // service → the build, copy and venv steps of what it runs
 	outputs  map[string]string   // build step → its output directory
-	optOnly  map[string]bool     // step → only optional services need it
 }
 
 // NewBox reads the trees' workspaces for cfg. Trees that do not hold the catalog's
@@ -133,7 +132,6 @@ func (b *Box) Steps() []*pipeline.Step {
 	}
 	b.builds = map[string][]string{}
 	b.outputs = map[string]string{}
-	b.optOnly = map[string]bool{}
 	need := map[string][]config.ServiceDef{} // step → services that need it
 	steps := []*pipeline.Step{b.envStep(), b.dirsStep()}
 	byID := map[string]*pipeline.Step{}
@@ -155,10 +153,7 @@ func (b *Box) Steps() []*pipeline.Step {
 		}
 	}
 	for _, d := range b.defs {
-		var runs []*Package
-		for _, p := range b.ws.Closure(b.pkg(d)) {
-			runs = append(runs, p)
-		}
+		runs := b.ws.Closure(b.pkg(d))
 		for _, extra := range d.Builds {
 			tree, base, _ := strings.Cut(extra, "/")
 			if p := b.ws.Find(tree, base); p != nil {
@@ -199,7 +194,6 @@ func (b *Box) Steps() []*pipeline.Step {
 		for _, d := range ds {
 			all = all && d.Optional
 		}
-		b.optOnly[id] = all
 		byID[id].Optional = byID[id].Optional || all
 	}
 	linkEnv := b.linkEnvStep()
