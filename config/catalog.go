@@ -69,8 +69,9 @@ type CatalogEntry struct {
 	// Builds are further packages ("tree/package") built for the service beyond what its
 	// package.json dependencies name (livinityd serves the UI's build).
 	Builds []string `json:"builds,omitempty"`
-	// Needs are what the box must offer: "redis", "dbus".
-	Needs []string `json:"needs,omitempty"`
+	// Needs are what the box must offer: "redis", "dbus"; [] for nothing (absent keeps the
+	// built-in service's needs).
+	Needs []string `json:"needs,omitzero"`
 	// Env are .env keys the service reads, written when the .env does not have them yet;
 	// values may use ${livos} and ${nexus}.
 	Env map[string]string `json:"env,omitempty"`

@@ -88,3 +88,28 @@ func TestCatalogErrors(t *testing.T) {
 		t.Errorf("all disabled: %v", err)
 	}
 }
+
+// TestCatalogNeedsNone: "needs": [] says a service needs nothing of the box, and survives
+// a write and a read of the config (an absent "needs" keeps the built-in service's).
+func TestCatalogNeedsNone(t *testing.T) {
+	c := Default()
+	c.Domain = "localhost"
+	c.Agent.Catalog = []CatalogEntry{{Name: "nexus-core", Needs: []string{}}}
+	b, err := c.MarshalIndent()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"needs": []`) {
+		t.Fatalf("the written config lost the empty needs:\n%s", b)
+	}
+	back, err := Parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if core, _ := back.Service("nexus-core"); len(core.Needs) != 0 {
+		t.Errorf("nexus-core needs %q after \"needs\": []; want nothing", core.Needs)
+	}
+	if worker, _ := back.Service("nexus-worker"); !reflect.DeepEqual(worker.Needs, []string{NeedRedis}) {
+		t.Errorf("nexus-worker needs %q; want the built-in [redis]", worker.Needs)
+	}
+}

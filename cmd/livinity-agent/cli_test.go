@@ -29,10 +29,7 @@ func demoConfig(t *testing.T, tweak func(*config.Config)) (root, cfgFile string)
 	if err := demo.Extract(root); err != nil {
 		t.Fatal(err)
 	}
-	cfg := config.Default()
-	cfg.Domain = "localhost"
-	cfg.Paths = config.Paths{LivosBaseDir: filepath.Join(root, "livos"), NexusBaseDir: filepath.Join(root, "nexus")}
-	cfg.Agent.Preflight = config.Preflight{MinNodeMajor: 20, MinDiskGB: 1, MinRAMGB: 1}
+	cfg := demo.Config(root, 20)
 	if tweak != nil {
 		tweak(cfg)
 	}

@@ -78,20 +78,13 @@ func prepareDemo(dir string) (string, error) {
 	if _, err := os.Stat(cfgPath); err == nil {
 		return cfgPath, nil
 	}
-	cfg := config.Default()
-	cfg.Domain = "localhost"
-	cfg.Paths.LivosBaseDir = filepath.Join(dir, "livos")
-	cfg.Paths.NexusBaseDir = filepath.Join(dir, "nexus")
-	cfg.Ports = config.Ports{API: demoPortAPI, MCP: demoPortMCP, Memory: demoPortMemory, Livos: demoPortLivos}
-	cfg.Agent.Metrics.Listen = demoMetricsListen
 	// LivOS needs Node.js 22 (livinityd uses the global WebSocket, which Node 20 lacks: it
 	// dies with "WebSocket is not defined"), hence the default minNodeMajor 22 and the real
-	// trees' engines.node. The demo tree's services are stand-ins that use nothing newer
-	// than Node 20 and its package.json files name no engines, so the demo runs on the node
-	// this machine has (20 or later): its config lowers the minimum to that.
-	cfg.Agent.Preflight.MinNodeMajor = nodeMajor()
-	cfg.Agent.Preflight.MinDiskGB = 1
-	cfg.Agent.Preflight.MinRAMGB = 1
+	// trees' engines.node. The demo's stand-ins run on the node this machine has (20 or
+	// later) and need neither Redis nor D-Bus: demo.Config says so.
+	cfg := demo.Config(dir, nodeMajor())
+	cfg.Ports = config.Ports{API: demoPortAPI, MCP: demoPortMCP, Memory: demoPortMemory, Livos: demoPortLivos}
+	cfg.Agent.Metrics.Listen = demoMetricsListen
 	b, err := cfg.MarshalIndent()
 	if err != nil {
 		return "", err

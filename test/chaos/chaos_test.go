@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/livinity/livinity-agent/config"
+	"github.com/livinity/livinity-agent/deploy/demo"
 	"github.com/livinity/livinity-agent/internal/atomicfile"
 	"github.com/livinity/livinity-agent/internal/testenv"
 	"github.com/livinity/livinity-agent/setup/ecosystem"
@@ -252,11 +253,8 @@ scrape_configs:
 // the leak hook and a short restart backoff.
 func writeConfig(t *testing.T, base, tree string) (*config.Config, string) {
 	t.Helper()
-	cfg := config.Default()
-	cfg.Domain = "localhost"
-	cfg.Paths = config.Paths{LivosBaseDir: filepath.Join(tree, "livos"), NexusBaseDir: filepath.Join(tree, "nexus")}
+	cfg := demo.Config(tree, 20)
 	cfg.Ports = config.Ports{API: testenv.FreePort(t), MCP: testenv.FreePort(t), Memory: testenv.FreePort(t), Livos: testenv.FreePort(t)}
-	cfg.Agent.Preflight = config.Preflight{MinNodeMajor: 20, MinDiskGB: 1, MinRAMGB: 1}
 	cfg.Agent.HealthTimeoutSeconds = 120
 	cfg.Telegram = &config.Telegram{BotToken: randomString(t, "0123456789", 10) + ":" + randomString(t, alnum, 35)}
 	cfg.Discord = &config.Discord{

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/livinity/livinity-agent/config"
+	"github.com/livinity/livinity-agent/deploy/demo"
 	"github.com/livinity/livinity-agent/internal/atomicfile"
 	"github.com/livinity/livinity-agent/internal/testenv"
 	"github.com/livinity/livinity-agent/supervisor/pm2"
@@ -163,11 +164,8 @@ scrape_configs:
 // seconds, longer than Prometheus's 1 s scrape interval.
 func writeDemoConfig(t *testing.T, base, tree string) string {
 	t.Helper()
-	cfg := config.Default()
-	cfg.Domain = "localhost"
-	cfg.Paths = config.Paths{LivosBaseDir: filepath.Join(tree, "livos"), NexusBaseDir: filepath.Join(tree, "nexus")}
+	cfg := demo.Config(tree, 20)
 	cfg.Ports = config.Ports{API: testenv.FreePort(t), MCP: testenv.FreePort(t), Memory: testenv.FreePort(t), Livos: testenv.FreePort(t)}
-	cfg.Agent.Preflight = config.Preflight{MinNodeMajor: 20, MinDiskGB: 1, MinRAMGB: 1}
 	cfg.Agent.HealthTimeoutSeconds = 120
 	cfg.Agent.Services = map[string]config.Service{
 		"nexus-core": {

@@ -466,11 +466,8 @@ func newSystemdBox(t *testing.T) (*sandboxT, string) {
 // network).
 func writeSandboxConfig(t *testing.T, path string) {
 	t.Helper()
-	cfg := config.Default()
-	cfg.Domain = "localhost"
-	cfg.Paths = config.Paths{LivosBaseDir: "/opt/livos", NexusBaseDir: "/opt/nexus"}
+	cfg := demo.Config("/opt", 20)
 	cfg.Ports = config.Ports{API: testenv.FreePort(t), MCP: testenv.FreePort(t), Memory: testenv.FreePort(t), Livos: testenv.FreePort(t)}
-	cfg.Agent.Preflight = config.Preflight{MinNodeMajor: 20, MinDiskGB: 1, MinRAMGB: 1}
 	cfg.Agent.HealthTimeoutSeconds = 120
 	cfg.Agent.Metrics.Listen = "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
 	b, err := cfg.MarshalIndent()
