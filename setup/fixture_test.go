@@ -41,11 +41,8 @@ func newFixture(t *testing.T, treeName string) *fixture {
 	}
 	f := &fixture{t: t, root: root, state: filepath.Join(base, "state"), pm2Bin: filepath.Join(testenv.ToolsBin(t), "pm2"), logs: &testenv.Buffer{}}
 	f.pm2Home = testenv.PM2Home(t, f.pm2Bin)
-	cfg := config.Default()
-	cfg.Domain = "localhost"
-	cfg.Paths = config.Paths{LivosBaseDir: filepath.Join(root, "livos"), NexusBaseDir: filepath.Join(root, "nexus")}
+	cfg := demo.Config(root, 20)
 	cfg.Ports = config.Ports{API: testenv.FreePort(t), MCP: testenv.FreePort(t), Memory: testenv.FreePort(t), Livos: testenv.FreePort(t)}
-	cfg.Agent.Preflight = config.Preflight{MinNodeMajor: 20, MinDiskGB: 1, MinRAMGB: 1}
 	cfg.Agent.HealthTimeoutSeconds = 60
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)

@@ -51,11 +51,8 @@ func newBox(t testing.TB) *box {
 	if err := demo.Extract(live); err != nil {
 		t.Fatal(err)
 	}
-	cfg := config.Default()
-	cfg.Domain = "localhost"
-	cfg.Paths = config.Paths{LivosBaseDir: filepath.Join(live, "livos"), NexusBaseDir: filepath.Join(live, "nexus")}
+	cfg := demo.Config(live, 20)
 	cfg.Ports = config.Ports{API: testenv.FreePort(t), MCP: testenv.FreePort(t), Memory: testenv.FreePort(t), Livos: testenv.FreePort(t)}
-	cfg.Agent.Preflight = config.Preflight{MinNodeMajor: 20, MinDiskGB: 1, MinRAMGB: 1}
 	cfg.Agent.HealthTimeoutSeconds = 20
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)

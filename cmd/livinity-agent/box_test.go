@@ -23,9 +23,7 @@ type onboardedBox struct {
 
 func newOnboardedBox(t *testing.T) *onboardedBox {
 	t.Helper()
-	_, cfgFile := demoConfig(t, func(c *config.Config) {
-		c.Ports = config.Ports{API: testenv.FreePort(t), MCP: testenv.FreePort(t), Memory: testenv.FreePort(t), Livos: testenv.FreePort(t)}
-	})
+	_, cfgFile := demoConfig(t, nil)
 	b := &onboardedBox{cfgFile: cfgFile, stateDir: filepath.Join(testenv.ShortTempDir(t), "state"),
 		pm2Home: testenv.PM2Home(t, filepath.Join(testenv.ToolsBin(t), "pm2"))}
 	stdout, stderr, code := runBinary(t, []string{"PM2_HOME=" + b.pm2Home},

@@ -22,7 +22,7 @@ func runCLI(t *testing.T, args ...string) (stdout, stderr string, err error) {
 	return out.String(), errb.String(), err
 }
 
-// demoConfig extracts the demo tree and writes a valid config for it.
+// demoConfig extracts the demo tree and writes a valid config for it, on free ports.
 func demoConfig(t *testing.T, tweak func(*config.Config)) (root, cfgFile string) {
 	t.Helper()
 	root = testenv.ShortTempDir(t)
@@ -30,6 +30,8 @@ func demoConfig(t *testing.T, tweak func(*config.Config)) (root, cfgFile string)
 		t.Fatal(err)
 	}
 	cfg := demo.Config(root, 20)
+	// free ports, never the real box's 8080/3200/3100/3300 (a box may run here)
+	cfg.Ports = config.Ports{API: testenv.FreePort(t), MCP: testenv.FreePort(t), Memory: testenv.FreePort(t), Livos: testenv.FreePort(t)}
 	if tweak != nil {
 		tweak(cfg)
 	}
