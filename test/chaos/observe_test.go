@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/livinity/livinity-agent/internal/treemem"
 	"github.com/livinity/livinity-agent/supervisor/pm2"
 	"github.com/livinity/livinity-agent/supervisor/statusapi"
 )
@@ -205,47 +206,11 @@ func cmdline(pid int) string {
 }
 
 // tree returns pid and all its live descendants.
-func tree(pid int) []int {
-	children := map[int][]int{}
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if st, ok := readStat(p); ok && st.state != 'Z' {
-			children[st.ppid] = append(children[st.ppid], p)
-		}
-	}
-	if !alive(pid) {
-		return nil
-	}
-	out := []int{pid}
-	for i := 0; i < len(out); i++ {
-		out = append(out, children[out[i]]...)
-	}
-	return out
-}
+func tree(pid int) []int { return treemem.Tree(pid) }
 
 // treePSS is the proportional set size of pid's process tree, in bytes, from
 // /proc/<pid>/smaps_rollup (what the agent measures too).
-func treePSS(pid int) uint64 {
-	var total uint64
-	for _, p := range tree(pid) {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", p))
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, "Pss:"); ok {
-				kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-				total += kb << 10
-				break
-			}
-		}
-	}
-	return total
-}
+func treePSS(pid int) uint64 { return treemem.TreePSS(pid) }
 
 // secretScan looks for secret values in everything the harness collects.
 type secretScan struct {
