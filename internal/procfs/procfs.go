@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Stat is the part of /proc/PID/stat the agent uses.
@@ -92,4 +94,24 @@ func KillGroup(pgid int, notBefore uint64) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// ticksPerSecond is USER_HZ, the unit of /proc/PID/stat's start time: 100 on every Linux
+// architecture the agent is built for.
+const ticksPerSecond = 100
+
+// StartedAt converts a start time in clock ticks since boot (Stat.StartTime) to the wall
+// clock, to within a tick (10 ms): the kernel counts it on the boot-time clock, which
+// CLOCK_BOOTTIME reads now. A pid names one process only together with its start time;
+// this lets that start time be compared with a wall-clock one another program recorded
+// (PM2's pm_uptime).
+func StartedAt(ticks uint64) time.Time {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
+		return time.Time{}
+	}
+	now := time.Now()
+	sinceBoot := time.Duration(ts.Nano())
+	started := time.Duration(ticks) * (time.Second / ticksPerSecond)
+	return now.Add(started - sinceBoot)
 }

@@ -60,3 +60,23 @@ func TestKillGroupEndsOrphanedChildren(t *testing.T) {
 		t.Fatal("the orphaned child survived KillGroup")
 	}
 }
+
+// TestStartedAt: a child started now has a wall-clock start time within a few ticks of
+// now, and this process's is not in the future.
+func TestStartedAt(t *testing.T) {
+	before := time.Now()
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	after := time.Now()
+	at := StartedAt(StartTime(cmd.Process.Pid))
+	if at.Before(before.Add(-30*time.Millisecond)) || at.After(after.Add(30*time.Millisecond)) {
+		t.Errorf("child started at %s, want between %s and %s", at.Format(time.StampMicro),
+			before.Format(time.StampMicro), after.Format(time.StampMicro))
+	}
+	if self := StartedAt(StartTime(os.Getpid())); self.After(time.Now()) || self.IsZero() {
+		t.Errorf("this process started at %s", self)
+	}
+}
