@@ -25,6 +25,7 @@ type msg struct {
 	mem        *proctree.Usage
 	daemonDown bool
 	check      *checkResult // a single liveness or readiness check (see onResult)
+	pidExit    *pidExit     // the watched main pid exited (see exitwatch.go)
 }
 
 // checkResult is a single check that bears on readiness now: a failure, or a success
@@ -57,6 +58,7 @@ type service struct {
 	ownerPID atomic.Int32            // the instance last seen holding its port
 	tree     atomic.Pointer[[]int32] // its process tree at the last memory sample
 	sampler  *proctree.Sampler
+	exits    exitWatch // the main pid's pidfd
 
 	id, pid     int
 	pm2Status   string
@@ -92,6 +94,7 @@ type ProbeObserver interface {
 func (s *service) run(ctx context.Context) error {
 	defer s.stopWorkers()
 	defer close(s.quit)
+	defer s.exits.stop()
 	stable := s.clock.NewTicker(time.Second)
 	defer stable.Stop()
 	for {
@@ -168,6 +171,8 @@ func (s *service) handle(ctx context.Context, m msg) {
 		s.setPhase(state.Stopped, "the PM2 daemon is down")
 	case m.check != nil:
 		s.onCheck(*m.check)
+	case m.pidExit != nil:
+		s.onPIDExit(*m.pidExit)
 	}
 }
 
@@ -328,6 +333,7 @@ func (s *service) instanceUp(pid int) {
 	s.tree.Store(nil)
 	if pid > 0 {
 		s.startTick = procfs.StartTime(pid)
+		s.watchExit(pid)
 	}
 	if pid > 0 && s.pid == -1 {
 		s.pid = pid // the pid of the instance the online event announced

@@ -18,6 +18,7 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/livinity/livinity-agent/config"
 	"github.com/livinity/livinity-agent/internal/procfs"
+	"github.com/livinity/livinity-agent/supervisor/pidwatch"
 	"github.com/livinity/livinity-agent/supervisor/pm2"
 	"github.com/livinity/livinity-agent/supervisor/probe"
 	"github.com/livinity/livinity-agent/supervisor/proctree"
@@ -48,6 +49,9 @@ type Options struct {
 	// ReconcileEvery is the safety-net full process list (crashes are seen on the event bus
 	// at once); default 5 s.
 	ReconcileEvery time.Duration
+	// NoPIDWatch sees exits on PM2's bus only, without a pidfd on each main pid (the
+	// benchmarks' baseline; also what happens on kernels without pidfd_open).
+	NoPIDWatch bool
 }
 
 // Supervisor keeps the services of one PM2 daemon healthy. Create it with New and call
@@ -94,6 +98,11 @@ func New(opts Options) (*Supervisor, error) {
 		ctrl: pm2.NewFallback(opts.PM2Home, cli, opts.Logger), sampler: proctree.NewSampler(""),
 		pids: map[string]instance{}, unreadable: map[string]string{}, memEvery: time.Hour,
 	}
+	watchPIDs := !opts.NoPIDWatch
+	if err := pidwatch.Supported(); watchPIDs && err != nil {
+		watchPIDs = false
+		opts.Logger.Warn("exits are seen on PM2's bus only", "err", err)
+	}
 	for _, name := range opts.Config.ServiceNames() {
 		set := opts.Config.ServiceSettings(name)
 		for _, t := range []config.Timing{set.Startup, set.Liveness, set.Readiness} {
@@ -109,7 +118,7 @@ func New(opts Options) (*Supervisor, error) {
 			ctrl: s.ctrl, log: opts.Logger, observer: opts.Observer,
 			policy: newRestartPolicy(opts.Config.Agent.RestartBackoff, nil),
 			msgs:   make(chan msg, 256), quit: make(chan struct{}), clock: opts.Clock, now: time.Now, sampler: s.sampler,
-			id: -1, baseline: -1,
+			id: -1, baseline: -1, exits: exitWatch{enabled: watchPIDs},
 		}
 		opts.Store.Update(name, func(st *state.Service) {
 			st.MemoryLimitBytes = set.MemoryLimitBytes

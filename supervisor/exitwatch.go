@@ -1,0 +1,83 @@
+package supervisor
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/livinity/livinity-agent/supervisor/pidwatch"
+	"github.com/livinity/livinity-agent/supervisor/state"
+)
+
+// exitWatch is a service's pidfd on its current instance's main pid: the first source of
+// an exit (a fraction of a millisecond after it), ahead of PM2's bus, which stays the
+// second source and the one that says why (exit code, signal, a stop on purpose) and is
+// all there is when pidfds are not available.
+type exitWatch struct {
+	enabled bool
+	w       *pidwatch.Watch
+}
+
+// pidExit is a watched main pid that exited.
+type pidExit struct {
+	pid int
+	at  time.Time
+}
+
+func (e *exitWatch) stop() {
+	e.w.Stop()
+	e.w = nil
+}
+
+// watchExit starts watching the main pid of the instance PM2 lists, if it is the process
+// PM2 started then (its start time within pidwatch.Tolerance of pm_uptime, which the list
+// just stored): a pid reused since is never watched.
+func (s *service) watchExit(pid int) {
+	if !s.exits.enabled {
+		return
+	}
+	s.exits.stop()
+	started := s.snapshot().Started
+	if started.IsZero() {
+		return // PM2 did not say when it started it: no way to tell a reused pid
+	}
+	w, err := pidwatch.Start(pid, started, func(pid int, at time.Time) {
+		select {
+		case s.msgs <- msg{pidExit: &pidExit{pid: pid, at: at}}:
+		case <-s.quit:
+		}
+	})
+	switch {
+	case err == nil:
+		s.exits.w = w
+	case errors.Is(err, pidwatch.ErrNotSame):
+		s.log.Warn("not watching the pid PM2 lists: another process has it", "service", s.name, "err", err)
+	case errors.Is(err, pidwatch.ErrGone):
+		// exited before it could be watched: the bus says so
+	default:
+		s.exits.enabled = false
+		s.log.Warn("cannot watch the main pid; exits are seen on PM2's bus only", "service", s.name, "err", err)
+	}
+}
+
+// onPIDExit shows an unexpected exit of the instance at once: down, PM2 restarts it. Why
+// it exited (and whether it was a stop on purpose, which the bus tells) comes with PM2's
+// exit event, which then completes LastExit and the detail and counts the crash. An exit
+// the agent expects (its own restart or stop) or during a stop through PM2 or with a lost
+// daemon is left to the bus as before.
+func (s *service) onPIDExit(e pidExit) {
+	if e.pid <= 0 || e.pid != s.pid || !s.online.Load() {
+		return // an earlier instance, or the bus was first
+	}
+	s.exits.stop()
+	if s.lostDaemon || s.expect != "" || s.stopping {
+		return
+	}
+	s.online.Store(false)
+	s.holdAll()
+	s.update(func(sv *state.Service) {
+		noInstance(sv)
+		sv.LastExit = state.Exit{At: e.at}
+	})
+	s.setPhase(state.Restarting, fmt.Sprintf("down: pid %d exited; PM2 restarts it", e.pid))
+}
