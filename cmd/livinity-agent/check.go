@@ -4,11 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"strings"
 
+	"github.com/livinity/livinity-agent/agent"
 	"github.com/livinity/livinity-agent/config"
 	"github.com/livinity/livinity-agent/setup/preflight"
 	"github.com/urfave/cli/v3"
@@ -22,10 +21,7 @@ func checkCommand() *cli.Command {
 			"preflight. On a box that runs already, ports held by its own PM2 apps are fine: the PM2\n" +
 			"home is --pm2-home, else the one the last onboarding with --state-dir used, else the\n" +
 			"installed unit's, else $PM2_HOME or $HOME/.pm2. Exit 1 when a critical check fails.",
-		Flags: []cli.Flag{
-			&cli.BoolFlag{Name: flagJSON, Usage: "print the outcome as JSON: config, valid, error, pm2Home, ok and every check's name, status, critical, detail and fix",
-				Sources: cli.EnvVars("LIVINITY_JSON")},
-		},
+		Flags:  checkFlags(),
 		Action: runCheck,
 	}
 }
@@ -92,7 +88,7 @@ func runCheck(ctx context.Context, cmd *cli.Command) error {
 		if report.PM2Home != "" {
 			fmt.Fprintf(out, "PM2 home %s (from %s)\n", report.PM2Home, report.PM2HomeSource)
 		}
-		preflight.Format(out, results, isTerminal(out) && os.Getenv("NO_COLOR") == "")
+		preflight.Format(out, results, colorOn(out))
 	}
 	return critical
 }
@@ -122,20 +118,9 @@ func checkPaths(cfg *config.Config) preflight.Result {
 	return r
 }
 
+// preflightOptions are the preflight's options from the flags: the tools' PATH, the pm2
+// program and the PM2 home.
 func preflightOptions(cmd *cli.Command) preflight.Options {
 	home, _ := pm2Home(cmd) // without one, every held port counts as a conflict
-	return preflight.Options{Path: toolPath(cmd), PM2: cmd.String(flagPM2), PM2Home: home}
-}
-
-// runPreflight checks the machine before the pipeline changes anything: a critical failure
-// stops here; the rest are shown (on a terminal) or logged, and the pipeline goes on.
-func runPreflight(ctx context.Context, opts preflight.Options, cfg *config.Config, out io.Writer, color bool, log *slog.Logger) error {
-	results := preflight.Run(ctx, cfg, opts)
-	if isTerminal(out) {
-		preflight.Format(out, results, color)
-	}
-	for _, r := range results {
-		log.Info("preflight", "check", r.Name, "status", string(r.Status), "detail", r.Detail, "fix", r.Fix)
-	}
-	return preflight.Critical(results)
+	return preflight.Options{Path: agent.ToolPath(cmd.String(flagPM2)), PM2: cmd.String(flagPM2), PM2Home: home}
 }

@@ -14,7 +14,6 @@ import (
 	"github.com/livinity/livinity-agent/config"
 	"github.com/livinity/livinity-agent/deploy/demo"
 	"github.com/livinity/livinity-agent/internal/atomicfile"
-	"github.com/livinity/livinity-agent/setup/ecosystem"
 	"github.com/urfave/cli/v3"
 )
 
@@ -32,11 +31,9 @@ func demoCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "demo",
 		Usage: "onboard the bundled LivOS-shaped demo tree in a scratch directory, with its own PM2 home",
-		Flags: append(pipelineFlags(),
-			&cli.StringFlag{Name: "dir", Value: ".demo", Usage: "scratch directory for the demo tree, its config, state and PM2 home",
-				Sources: cli.EnvVars("LIVINITY_DEMO_DIR"), TakesFile: true}),
+		Flags: demoFlags(),
 		Action: func(ctx context.Context, cmd *cli.Command) error {
-			dir, err := filepath.Abs(cmd.String("dir"))
+			dir, err := filepath.Abs(cmd.String(flagDir))
 			if err != nil {
 				return err
 			}
@@ -61,7 +58,7 @@ func demoCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			return runPipeline(ctx, cmd, cfg)
+			return onboardBox(ctx, cmd, cfg)
 		},
 	}
 }
@@ -108,24 +105,4 @@ func nodeMajor() int {
 		return 22
 	}
 	return major
-}
-
-func ecosystemCommand() *cli.Command {
-	return &cli.Command{
-		Name:  "ecosystem",
-		Usage: "print the PM2 ecosystem file for --config",
-		Action: func(ctx context.Context, cmd *cli.Command) error {
-			cfg, err := loadConfig(cmd)
-			if err != nil {
-				return err
-			}
-			launcher, _ := os.Executable()
-			b, err := ecosystem.Render(ecosystem.Apps(cfg, cfg.Services(), ecosystem.Options{Launcher: launcher}))
-			if err != nil {
-				return err
-			}
-			_, err = cmd.Root().Writer.Write(b)
-			return err
-		},
-	}
 }

@@ -12,8 +12,6 @@ import (
 	"github.com/urfave/cli/v3"
 )
 
-const flagEnvFile = "env-file"
-
 // execEnvCommand starts a program with a .env file's variables in its environment, for
 // interpreters without Node's --env-file (a python service): PM2 starts it as the app's
 // interpreter, so PM2 only ever holds the file's path. The program replaces this process
@@ -24,10 +22,7 @@ func execEnvCommand() *cli.Command {
 		Usage:     "run a program with a .env file's variables in its environment (PM2 uses it for python services)",
 		ArgsUsage: "-- PROGRAM [ARG...]",
 		Hidden:    true,
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: flagEnvFile, Usage: "the .env file", Required: true,
-				Sources: cli.EnvVars("LIVINITY_ENV_FILE")},
-		},
+		Flags:     execEnvFlags(),
 		Action: func(ctx context.Context, cmd *cli.Command) error {
 			argv := cmd.Args().Slice()
 			if len(argv) == 0 {

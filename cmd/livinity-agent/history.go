@@ -17,9 +17,7 @@ func historyCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "history",
 		Usage: "list the box's onboardings and updates: from and to which release, how they ended",
-		Flags: []cli.Flag{
-			&cli.BoolFlag{Name: flagJSON, Usage: "print the records as a JSON array", Sources: cli.EnvVars("LIVINITY_JSON")},
-		},
+		Flags: historyFlags(),
 		Action: func(ctx context.Context, cmd *cli.Command) error {
 			stateDir, err := filepath.Abs(cmd.String(flagStateDir))
 			if err != nil {

@@ -20,11 +20,6 @@ import (
 )
 
 const (
-	flagFollow = "follow"
-	flagLines  = "lines"
-	flagSince  = "since"
-	flagStep   = "step"
-
 	// ecosystemFile is the PM2 ecosystem file the pipeline writes in the state dir.
 	ecosystemFile = "ecosystem.config.cjs"
 	// logsPoll is how often -f looks for new lines.
@@ -44,16 +39,7 @@ func logsCommand() *cli.Command {
 			"service, and with \":err\" when it is from the service's error log. --step NAME shows\n" +
 			"<state-dir>/logs/NAME.log, the output of that step of the last pipeline run. Works\n" +
 			"whether the agent runs or not; -f follows until interrupted.",
-		Flags: []cli.Flag{
-			&cli.BoolFlag{Name: flagFollow, Aliases: []string{"f"}, Usage: "keep printing new lines until interrupted",
-				Sources: cli.EnvVars("LIVINITY_LOGS_FOLLOW")},
-			&cli.IntFlag{Name: flagLines, Aliases: []string{"n"}, Value: 50, Usage: "the last N lines (in all; 0: all of them); with --since and without -n, every line since",
-				Sources: cli.EnvVars("LIVINITY_LOGS_LINES")},
-			&cli.DurationFlag{Name: flagSince, Usage: "only lines from the last D (e.g. 10m, 2h)",
-				Sources: cli.EnvVars("LIVINITY_LOGS_SINCE")},
-			&cli.StringFlag{Name: flagStep, Usage: "a pipeline step's log (env, livos-install, build-ui, pm2-start, verify, ...) instead of a service's",
-				Sources: cli.EnvVars("LIVINITY_LOGS_STEP")},
-		},
+		Flags:         logsFlags(),
 		Action:        runLogs,
 		ShellComplete: completeServices,
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,16 +12,10 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/livinity/livinity-agent/internal/redact"
+	"github.com/livinity/livinity-agent/agent"
 	"github.com/livinity/livinity-agent/pipeline"
 	"github.com/livinity/livinity-agent/update"
 	"github.com/urfave/cli/v3"
-)
-
-const (
-	flagRef    = "ref"
-	flagSource = "source"
-	flagDir    = "dir"
 )
 
 func updateCommand() *cli.Command {
@@ -32,13 +25,7 @@ func updateCommand() *cli.Command {
 		Description: "The new release is --dir DIR (holding livos/ and nexus/), or --ref REF of the git repository\n" +
 			"--source (default: the origin of the git checkout the LivOS tree is in). The previous release\n" +
 			"is kept beside the trees (<tree>.prev), so a rollback needs no network and no rebuild.",
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: flagRef, Usage: "git branch, tag or commit of the new release", Sources: cli.EnvVars("LIVINITY_UPDATE_REF")},
-			&cli.StringFlag{Name: flagSource, Usage: "git repository (URL or path) holding livos/ and nexus/ at its top", Sources: cli.EnvVars("LIVINITY_UPDATE_SOURCE")},
-			&cli.StringFlag{Name: flagDir, Usage: "directory holding the new livos/ and nexus/ trees", Sources: cli.EnvVars("LIVINITY_UPDATE_DIR")},
-			&cli.BoolFlag{Name: flagDryRun, Usage: "say what would change and which services would restart; change nothing", Sources: cli.EnvVars("LIVINITY_DRY_RUN")},
-			&cli.IntFlag{Name: flagJobs, Usage: "steps run at once at most (0: as many as are ready)", Sources: cli.EnvVars("LIVINITY_JOBS")},
-		},
+		Flags:  updateFlags(),
 		Action: runUpdate,
 	}
 }
@@ -72,6 +59,8 @@ func updateSource(cmd *cli.Command, livos string) (update.Source, error) {
 	return update.Source{Repo: repo, Ref: ref}, nil
 }
 
+// runUpdate is `update`: the release from the flags, then Agent.Update with its progress
+// drawn on a terminal.
 func runUpdate(ctx context.Context, cmd *cli.Command) error {
 	cfg, err := loadConfig(cmd)
 	if err != nil {
@@ -82,42 +71,41 @@ func runUpdate(ctx context.Context, cmd *cli.Command) error {
 		return err
 	}
 	out := cmd.Root().Writer
-	secrets := newSecrets(cfg)
-	baseLog, err := newLogger(cmd, cmd.Root().ErrWriter)
+	log, err := newLogger(cmd, cmd.Root().ErrWriter)
 	if err != nil {
 		return err
 	}
-	log := slog.New(redact.NewHandler(baseLog.Handler(), secrets))
-	ob, err := newOnboarding(cmd, cfg, log)
+	o, err := agentOptions(cmd, cfg, log)
 	if err != nil {
 		return err
 	}
-	tty := isTerminal(out)
+	a, err := agent.New(o)
+	if err != nil {
+		return err
+	}
 	var prog *progress
-	if tty {
-		prog = newProgress(out, tty && os.Getenv("NO_COLOR") == "", terminalWidth(out))
+	if isTerminal(out) {
+		prog = newProgress(out, colorOn(out), terminalWidth(out))
 	}
-	o := ob.updateOptions()
-	o.Source, o.DryRun = src, cmd.Bool(flagDryRun)
-	o.Observe = func(e pipeline.Event) {
+	dryRun := cmd.Bool(flagDryRun)
+	res, err := a.Update(ctx, agent.UpdateOptions{Source: src, DryRun: dryRun, Observe: func(e pipeline.Event) {
 		if prog != nil {
 			prog.Observe(e)
 		}
-	}
-	res, err := update.Run(ctx, o)
+	}})
 	if prog != nil {
 		prog.Close()
 	}
-	if res != nil && o.DryRun {
+	if res != nil && dryRun {
 		printUpdatePlan(out, res)
 	}
 	if res != nil && len(res.Health) > 0 {
 		printHealth(out, res.Health)
 	}
 	if err != nil {
-		return errors.New(secrets.String(err.Error()))
+		return err
 	}
-	if !o.DryRun {
+	if !dryRun {
 		fmt.Fprintf(out, "updated %s -> %s in %s; restarted: %s\n", orDash(res.Record.From), res.Record.To,
 			(time.Duration(res.Record.DurationSeconds * float64(time.Second))).Round(100*time.Millisecond), orNone(res.Restart))
 	}

@@ -20,8 +20,6 @@ import (
 	"github.com/livinity/livinity-agent/internal/atomicfile"
 )
 
-const flagOutput = "output"
-
 // errWizardAborted is returned when the user quits the wizard (ctrl+c).
 var errWizardAborted = errors.New("wizard: cancelled; nothing was written")
 
@@ -35,10 +33,7 @@ func wizardCommand() *cli.Command {
 			"integrations, the service ports and where the LivOS and Nexus trees are, checks every answer as setup.json would be\n" +
 			"checked, and writes the file (mode 0600). It needs a terminal; without one, write\n" +
 			"the file by hand from deploy/examples/setup.json.",
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: flagOutput, Aliases: []string{"o"}, Usage: "the setup.json to write (replaced if it exists)",
-				Sources: cli.EnvVars("LIVINITY_WIZARD_OUTPUT"), TakesFile: true},
-		},
+		Flags: wizardFlags(),
 		Action: func(ctx context.Context, cmd *cli.Command) error {
 			path := cmd.String(flagOutput)
 			if path == "" {

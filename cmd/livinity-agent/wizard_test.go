@@ -288,8 +288,8 @@ func startWizard(t *testing.T) *wizardRun {
 	})
 }
 
-// startCommand runs the wizard command on a new pseudo-terminal; args[0] is the program.
-func startCommand(t *testing.T, args ...string) *wizardRun {
+// startWizardCommand runs the wizard command on a new pseudo-terminal; args[0] is the program.
+func startWizardCommand(t *testing.T, args ...string) *wizardRun {
 	return startRun(t, &pty.Winsize{Rows: termRows, Cols: termCols}, func(ctx context.Context, tty *os.File) (*config.Config, error) {
 		cmd := wizardCommand()
 		cmd.Reader, cmd.Writer = tty, tty
@@ -596,7 +596,7 @@ func TestWizardDoesNotEchoSecrets(t *testing.T) {
 func TestWizardCommandWritesSetupJSON(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "etc", "setup.json")
 	t.Setenv("LIVINITY_WIZARD_OUTPUT", out)
-	w := startCommand(t, "livinity-agent-wizard")
+	w := startWizardCommand(t, "livinity-agent-wizard")
 
 	w.answer("Domain", "localhost", keyEnter)
 	for _, q := range []string{"Configure Telegram?", "Configure Discord?", "Configure voice?", "Configure Gmail?"} {
@@ -642,7 +642,7 @@ func TestWizardCommandNeedsATerminal(t *testing.T) {
 
 func TestWizardCommandCtrlCWritesNothing(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "setup.json")
-	w := startCommand(t, "livinity-agent-wizard", "--output", out)
+	w := startWizardCommand(t, "livinity-agent-wizard", "--output", out)
 	w.answer("Domain", "home.example.com", keyEnter)
 	w.answer("Use HTTPS?", "\x03") // ctrl+c
 	if _, err := w.result(); !errors.Is(err, errWizardAborted) {

@@ -1,4 +1,4 @@
-package main
+package agent
 
 import (
 	"context"
@@ -305,23 +305,4 @@ func allPIDs() []int {
 		}
 	}
 	return out
-}
-
-// showUnit reads properties of a unit.
-func showUnit(ctx context.Context, unit string, props ...string) (map[string]string, error) {
-	args := []string{"show", unit}
-	for _, p := range props {
-		args = append(args, "-p", p)
-	}
-	out, err := systemctlOutput(ctx, args...)
-	if err != nil {
-		return nil, err
-	}
-	m := map[string]string{}
-	for line := range strings.Lines(string(out)) {
-		if k, v, ok := strings.Cut(strings.TrimRight(line, "\n"), "="); ok {
-			m[k] = v
-		}
-	}
-	return m, nil
 }
