@@ -155,3 +155,52 @@ func TestRunSurvivesSIGHUP(t *testing.T) {
 	second.Process.Signal(syscall.SIGTERM)
 	second.Wait()
 }
+
+// TestRunReportsAFailedPreflightLikeOnboard: run runs the preflight that onboard runs (it
+// used to skip it), and a critical failure reaches the status with onboard's own error.
+func TestRunReportsAFailedPreflightLikeOnboard(t *testing.T) {
+	root := testenv.ShortTempDir(t)
+	for _, d := range []string{"livos", "nexus"} {
+		os.MkdirAll(filepath.Join(root, d), 0o755)
+	}
+	_, cfgFile := demoConfig(t, func(c *config.Config) {
+		c.Paths = config.Paths{LivosBaseDir: filepath.Join(root, "livos"), NexusBaseDir: filepath.Join(root, "nexus")}
+		c.Agent.Metrics.Listen = fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+		c.Agent.Preflight.MinNodeMajor = 99
+	})
+	runtime := testenv.ShortTempDir(t)
+	args := []string{"--config", cfgFile, "--state-dir", filepath.Join(runtime, "state"), "--pm2-home", filepath.Join(runtime, "pm2"),
+		"--runtime-dir", runtime}
+	_, _, onboardErr := runCLI(t, append(args, "onboard")...)
+	if onboardErr == nil || !strings.HasPrefix(onboardErr.Error(), "preflight: critical check failed: Node.js") {
+		t.Fatalf("onboard with minNodeMajor 99: %v; want a critical Node.js failure", onboardErr)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	var stderr testenv.Buffer
+	go func() { done <- newApp(io.Discard, &stderr).Run(ctx, append([]string{"livinity-agent"}, append(args, "run")...)) }()
+	var setup statusapi.Setup
+	testenv.WaitFor(t, "the failed onboarding in the status", 60*time.Second, func() bool {
+		st, err := statusapi.Fetch(ctx, filepath.Join(runtime, statusapi.SocketName))
+		if err == nil && st.Agent != nil {
+			setup = st.Agent.Setup
+		}
+		return setup.Ran
+	})
+	if setup.OK || setup.Error != onboardErr.Error() {
+		t.Errorf("run's setup: %+v\nwant onboard's error: %v\n%s", setup, onboardErr, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "check=Node.js status=FAIL") || !strings.Contains(stderr.String(), "onboarding failed in the preflight") {
+		t.Errorf("run does not log the preflight's checks and its failure:\n%s", stderr.String())
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run returned %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("run did not stop within 15 s")
+	}
+}
