@@ -9,6 +9,8 @@
 // needs CAP_NET_ADMIN in the initial user and network namespaces (the agent runs as root
 // on the host); elsewhere it fails and the caller scans /proc instead.
 //
+// The events are read in batches (see Batch) and before every query, not one by one.
+//
 // On kernels from 6.6 the subscription asks the kernel to send only fork and exit events
 // (a proc_input filter); older kernels send every event (exec, uid, comm, ...), which are
 // read and dropped.
@@ -56,17 +58,21 @@ const (
 // Listener is the table kept by the proc connector. Its methods may be called from several
 // goroutines while Run runs.
 type Listener struct {
-	f    *os.File
+	fd   int // the socket (non-blocking), read under mu while not closed
 	root string
+	buf  []byte
 
-	mu       sync.Mutex
-	ppid     map[int32]int32
-	kids     map[int32][]int32
-	orphans  map[int32]int32 // children of an exited pid whose new parent is not known yet
-	scans    int             // /proc listings: the seed and each resync
-	events   uint64          // fork and exit events applied
-	overruns int             // times the kernel dropped events (ENOBUFS)
-	filtered bool            // the kernel sends only fork and exit events
+	mu        sync.Mutex
+	ppid      map[int32]int32
+	kids      map[int32][]int32
+	orphans   map[int32]int32 // children of an exited pid whose new parent is not known yet
+	scans     int             // /proc listings: the seed and each resync
+	events    uint64          // fork and exit events applied
+	datagrams uint64
+	closed    bool
+	err       error // the socket failed: the table is stale
+	overruns  int   // times the kernel dropped events (ENOBUFS)
+	filtered  bool  // the kernel sends only fork and exit events
 }
 
 // Listen subscribes to the proc connector and seeds the table from one /proc scan. The
@@ -110,7 +116,7 @@ func Listen() (*Listener, error) {
 	if err := l.seed(); err != nil {
 		return nil, err
 	}
-	l.f = os.NewFile(uintptr(fd), "proc-connector")
+	l.fd, l.buf = fd, make([]byte, 64<<10)
 	ok = true
 	return l, nil
 }
@@ -221,60 +227,70 @@ func parse(b []byte) []event {
 	return out
 }
 
-// Run applies the kernel's events to the table until ctx ends (nil) or the socket fails
-// (the error: the table is then stale and the caller goes back to scanning). It waits on
-// the Go runtime's poller: no thread is held while nothing happens.
+// Batch is how often Run reads the events queued on the socket. They are not waited for
+// one by one: with the socket on the Go runtime's poller, every datagram (a busy host
+// forks and ends threads and processes many times a second) woke a thread for tens of
+// microseconds; read in batches they cost a receive each and one timer a Batch. Tree reads
+// what is queued first, so its answer is current whatever Batch. The socket's buffer
+// (8 MiB as root) holds about ten thousand events: a Batch's worth on the busiest hosts;
+// beyond that the kernel drops events and the table is read from /proc again.
+const Batch = time.Second
+
+// Run reads the kernel's events every Batch until ctx ends (nil) or the socket fails (the
+// error: the table is then stale and the caller goes back to scanning).
 func (l *Listener) Run(ctx context.Context) error {
-	stop := context.AfterFunc(ctx, func() { l.f.Close() })
-	defer stop()
-	defer l.f.Close()
-	rc, err := l.f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	buf := make([]byte, 64<<10)
-	var fatal error
-	err = rc.Read(func(fd uintptr) bool {
-		for {
-			n, _, err := unix.Recvfrom(int(fd), buf, 0)
-			switch {
-			case err == unix.EAGAIN:
-				return false // wait for more
-			case err == unix.EINTR:
-				continue
-			case err == unix.ENOBUFS:
-				// the kernel dropped events: the table cannot be trusted, read it again
-				l.mu.Lock()
-				l.overruns++
-				l.mu.Unlock()
-				if err := l.seed(); err != nil {
-					fatal = err
-					return true
-				}
-				continue
-			case err != nil:
-				fatal = fmt.Errorf("proc connector: receive: %w", err)
-				return true
-			}
-			l.apply(parse(buf[:n]))
+	defer l.Close()
+	tick := time.NewTicker(Batch)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
 		}
-	})
-	if ctx.Err() != nil {
-		return nil
+		l.mu.Lock()
+		err := l.drain()
+		l.mu.Unlock()
+		if err != nil {
+			return err
+		}
 	}
-	if fatal != nil {
-		return fatal
-	}
-	return err
 }
 
-// apply updates the table with a batch of events.
-func (l *Listener) apply(evs []event) {
-	if len(evs) == 0 {
-		return
+// drain applies every queued event. Called with mu held.
+func (l *Listener) drain() error {
+	if l.err != nil {
+		return l.err
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	if l.closed {
+		return nil
+	}
+	for {
+		n, _, err := unix.Recvfrom(l.fd, l.buf, unix.MSG_DONTWAIT)
+		switch {
+		case err == unix.EAGAIN:
+			return nil
+		case err == unix.EINTR:
+			continue
+		case err == unix.ENOBUFS:
+			// the kernel dropped events: the table cannot be trusted, read it again
+			l.overruns++
+			if err := l.seedLocked(); err != nil {
+				l.err = err
+				return err
+			}
+			continue
+		case err != nil:
+			l.err = fmt.Errorf("proc connector: receive: %w", err)
+			return l.err
+		}
+		l.datagrams++
+		l.apply(parse(l.buf[:n]))
+	}
+}
+
+// apply updates the table with a batch of events. Called with mu held.
+func (l *Listener) apply(evs []event) {
 	for _, e := range evs {
 		switch e.what {
 		case procEventFork:
@@ -357,6 +373,12 @@ func (l *Listener) settle() {
 
 // seed fills the table from one /proc scan.
 func (l *Listener) seed() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.seedLocked()
+}
+
+func (l *Listener) seedLocked() error {
 	d, err := os.Open(l.root)
 	if err != nil {
 		return fmt.Errorf("proc connector: list processes: %w", err)
@@ -384,10 +406,8 @@ func (l *Listener) seed() error {
 		ppid[p] = pp
 		kids[pp] = append(kids[pp], p)
 	}
-	l.mu.Lock()
 	l.ppid, l.kids, l.orphans = ppid, kids, map[int32]int32{}
 	l.scans++
-	l.mu.Unlock()
 	return nil
 }
 
@@ -397,6 +417,7 @@ func (l *Listener) seed() error {
 func (l *Listener) Tree(pid int32) []int32 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.drain() // what happened since Run last read; an error ends Run, which the caller sees
 	if len(l.orphans) > 0 {
 		l.settle()
 	}
@@ -428,17 +449,28 @@ type Stats struct {
 	Filtered bool
 	// Processes is the number of processes in the table.
 	Processes int
+	// Datagrams counts the messages read (threads' forks and exits, and on kernels before
+	// 6.6 every other kind of event, included).
+	Datagrams uint64
 }
 
 // Stats returns the counters.
 func (l *Listener) Stats() Stats {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return Stats{Scans: l.scans, Events: l.events, Overruns: l.overruns, Filtered: l.filtered, Processes: len(l.ppid)}
+	return Stats{Scans: l.scans, Events: l.events, Overruns: l.overruns, Filtered: l.filtered, Processes: len(l.ppid), Datagrams: l.datagrams}
 }
 
 // Close ends the subscription; Run returns.
-func (l *Listener) Close() error { return l.f.Close() }
+func (l *Listener) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil
+	}
+	l.closed = true
+	return unix.Close(l.fd)
+}
 
 // readPPID reads the parent of pid from <root>/<pid>/stat; ok is false when it is gone or a
 // zombie.

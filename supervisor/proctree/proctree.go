@@ -15,10 +15,17 @@
 // costs one stat read per process on the host plus one smaps_rollup read per process in
 // the tree; a supervisor measuring several services per period should Scan once and
 // call Table.Memory for each (see BenchmarkMemory and BenchmarkTableMemory).
+//
+// While Sampler.Follow runs (as root, on the host), the parent map is kept by the kernel's
+// process events instead (package procconn): a Scan then lists nothing, and a Table's
+// trees are those of the moment they are asked for, a worker forked a millisecond ago
+// included. Without it (not root, another namespace, a kernel without the proc connector)
+// Scan lists /proc as above.
 package proctree
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -27,6 +34,8 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
+
+	"github.com/livinity/livinity-agent/supervisor/procconn"
 )
 
 // ErrNoProcess means the main pid does not exist, or has exited and is a zombie.
@@ -56,7 +65,8 @@ type Sampler struct {
 
 	mu    sync.Mutex
 	ppids map[int32]int32 // parent of each pid at the last Scan
-	scans int
+	scans int             // listings of the proc root
+	live  *procconn.Listener
 }
 
 // NewSampler returns a Sampler reading procRoot ("" means /proc); tests pass a fixture
@@ -101,6 +111,7 @@ type Table struct {
 	s        *Sampler
 	children map[int32][]int32 // sorted by Scan
 	present  map[int32]bool
+	live     *procconn.Listener // when set, the trees are asked of it
 }
 
 // fullScanEvery: every this many Scans, every process's stat is read again.
@@ -117,6 +128,14 @@ func (s *Sampler) Scan() (*Table, error) { return s.scan(false) }
 func (s *Sampler) ScanAll() (*Table, error) { return s.scan(true) }
 
 func (s *Sampler) scan(all bool) (*Table, error) {
+	if !all {
+		s.mu.Lock()
+		l := s.live
+		s.mu.Unlock()
+		if l != nil {
+			return &Table{s: s, live: l}, nil
+		}
+	}
 	d, err := os.Open(s.root)
 	if err != nil {
 		return nil, fmt.Errorf("measure process tree: list processes: %w", err)
@@ -166,9 +185,57 @@ func (s *Sampler) scan(all bool) (*Table, error) {
 	return t, nil
 }
 
+// Follow keeps the parent map from the kernel's process events (the proc connector) until
+// ctx ends, so that Scan lists nothing; it returns at once, with the reason, when they
+// cannot be had (not root, not the host's namespaces, no CONFIG_PROC_EVENTS, a fixture
+// root): Scan keeps listing /proc. It returns nil when ctx ends, and the error when the
+// subscription fails later (Scan lists /proc again from then on).
+func (s *Sampler) Follow(ctx context.Context) error {
+	if s.root != "/proc" {
+		return fmt.Errorf("follow process events: only for /proc, not %s", s.root)
+	}
+	l, err := procconn.Listen()
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.live = l
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.live = nil
+		s.scans += l.Stats().Scans
+		s.mu.Unlock()
+	}()
+	return l.Run(ctx)
+}
+
+// Following reports whether Follow keeps the parent map (Scan lists nothing).
+func (s *Sampler) Following() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.live != nil
+}
+
+// Scans counts the listings of the proc root so far: one per Scan without Follow, the
+// seed and each resynchronisation of the event table with it.
+func (s *Sampler) Scans() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := s.scans
+	if s.live != nil {
+		n += s.live.Stats().Scans
+	}
+	return n
+}
+
 // Tree lists pid and its descendants as the Table knows them, pid first, then level by
-// level; nil when pid was not present at the Scan.
+// level; nil when pid was not present at the Scan (while Follow runs: is not a live
+// process now).
 func (t *Table) Tree(pid int32) []int32 {
+	if t.live != nil {
+		return t.live.Tree(pid)
+	}
 	if !t.present[pid] {
 		return nil
 	}
