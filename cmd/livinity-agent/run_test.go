@@ -179,7 +179,9 @@ func TestRunReportsAFailedPreflightLikeOnboard(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	var stderr testenv.Buffer
-	go func() { done <- newApp(io.Discard, &stderr).Run(ctx, append([]string{"livinity-agent"}, append(args, "run")...)) }()
+	go func() {
+		done <- newApp(io.Discard, &stderr).Run(ctx, append([]string{"livinity-agent"}, append(args, "run")...))
+	}()
 	var setup statusapi.Setup
 	testenv.WaitFor(t, "the failed onboarding in the status", 60*time.Second, func() bool {
 		st, err := statusapi.Fetch(ctx, filepath.Join(runtime, statusapi.SocketName))
