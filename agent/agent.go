@@ -86,28 +86,13 @@ func New(o Options) (*Agent, error) {
 	if exe, err := os.Executable(); err == nil {
 		box.Launcher = exe
 	}
-	secrets := NewSecrets(cfg)
+	secrets := newSecrets(cfg)
 	return &Agent{
 		o: o, cfg: cfg, box: box, secrets: secrets,
 		plan: box.Plan(o.Path, commandHome(stateDir), setup.ToolEnv(os.Environ())),
 		log:  slog.New(redact.NewHandler(o.Logger.Handler(), secrets)),
 	}, nil
 }
-
-// Config is the box's config.
-func (a *Agent) Config() *config.Config { return a.cfg }
-
-// StateDir is the agent's state directory, absolute.
-func (a *Agent) StateDir() string { return a.plan.StateDir }
-
-// PM2Home is the home of the box's PM2 daemon.
-func (a *Agent) PM2Home() string { return a.plan.PM2Home }
-
-// Logger is the agent's logger, which shows no secret.
-func (a *Agent) Logger() *slog.Logger { return a.log }
-
-// Redact replaces every secret the agent knows in s.
-func (a *Agent) Redact(s string) string { return a.secrets.String(s) }
 
 // pipelineOptions are the options of one pipeline run on the box.
 func (a *Agent) pipelineOptions() pipeline.Options {
@@ -124,7 +109,7 @@ func (a *Agent) remember() error {
 	if a.o.DryRun {
 		return nil
 	}
-	return RememberPM2Home(a.plan.StateDir, a.plan.PM2Home)
+	return rememberPM2Home(a.plan.StateDir, a.plan.PM2Home)
 }
 
 // updateOptions are the update options of this box (for update and for finishing an

@@ -46,7 +46,7 @@ func Onboard(ctx context.Context, o Options, h Hooks) (*Result, error) {
 // and records nothing. The error shows no secret.
 func (a *Agent) Onboard(ctx context.Context, h Hooks) (*Result, error) {
 	res := &Result{}
-	checks, err := Preflight(ctx, a.cfg, a.PreflightOptions(), a.log)
+	checks, err := Preflight(ctx, a.cfg, a.preflightOptions(), a.log)
 	res.Preflight = checks
 	if h.Preflight != nil {
 		h.Preflight(checks)

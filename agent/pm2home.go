@@ -20,9 +20,9 @@ const pm2HomeFile = "pm2-home"
 // UnitPM2Home is the PM2_HOME both installed units name unless install was given another.
 const UnitPM2Home = "/root/.pm2"
 
-// RememberPM2Home notes home in stateDir (created if needed, 0700 as the pipeline wants
+// rememberPM2Home notes home in stateDir (created if needed, 0700 as the pipeline wants
 // it), where BoxPM2Home finds it.
-func RememberPM2Home(stateDir, home string) error {
+func rememberPM2Home(stateDir, home string) error {
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {
 		return fmt.Errorf("create state dir: %w", err)
 	}

@@ -33,10 +33,10 @@ func TestInstallKeepsTheInstalledPM2Home(t *testing.T) {
 	}
 }
 
-// TestBoxPM2Home: the state dir's note (RememberPM2Home) names the box's PM2 home.
+// TestBoxPM2Home: the state dir's note (rememberPM2Home) names the box's PM2 home.
 func TestBoxPM2Home(t *testing.T) {
 	state := filepath.Join(t.TempDir(), "state")
-	if err := RememberPM2Home(state, "/srv/pm2 home"); err != nil {
+	if err := rememberPM2Home(state, "/srv/pm2 home"); err != nil {
 		t.Fatal(err)
 	}
 	if home, src, ok := BoxPM2Home(state); !ok || home != "/srv/pm2 home" || src != "the last onboarding ("+filepath.Join(state, pm2HomeFile)+")" {

@@ -16,6 +16,7 @@ type PreflightError struct {
 	err     error
 }
 
+// Error names every failed critical check with its fix.
 func (e *PreflightError) Error() string { return e.err.Error() }
 
 // Preflight checks the machine for cfg before anything is changed and logs every check.
@@ -32,8 +33,8 @@ func Preflight(ctx context.Context, cfg *config.Config, opts preflight.Options, 
 	return results, nil
 }
 
-// PreflightOptions are the preflight's options for the box: its tools' PATH, its pm2
+// preflightOptions are the preflight's options for the box: its tools' PATH, its pm2
 // program, and its PM2 home (ports held by its own apps are no conflict).
-func (a *Agent) PreflightOptions() preflight.Options {
+func (a *Agent) preflightOptions() preflight.Options {
 	return preflight.Options{Path: a.o.Path, PM2: a.o.PM2, PM2Home: a.plan.PM2Home}
 }

@@ -10,9 +10,9 @@ import (
 	"github.com/livinity/livinity-agent/setup/envfile"
 )
 
-// NewSecrets is the set of values kept out of logs and errors: the config's secrets and
+// newSecrets is the set of values kept out of logs and errors: the config's secrets and
 // those of the existing .env.
-func NewSecrets(cfg *config.Config) *redact.Secrets {
+func newSecrets(cfg *config.Config) *redact.Secrets {
 	secrets := &redact.Secrets{}
 	secrets.Add(cfg.Secrets()...)
 	secrets.Add(envSecrets(cfg, filepath.Join(cfg.Paths.LivosBaseDir, ".env"))...)

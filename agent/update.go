@@ -23,7 +23,7 @@ type UpdateOptions struct {
 // PM2 home in the state dir first (but for a dry run), as Onboard does. The error shows no secret.
 func (a *Agent) Update(ctx context.Context, u UpdateOptions) (*update.Result, error) {
 	if !u.DryRun {
-		if err := RememberPM2Home(a.plan.StateDir, a.plan.PM2Home); err != nil {
+		if err := rememberPM2Home(a.plan.StateDir, a.plan.PM2Home); err != nil {
 			return nil, err
 		}
 	}
