@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,6 +15,22 @@ import (
 	"github.com/urfave/cli/v3"
 )
 
+// execute runs the CLI with args and returns the process's exit code; only main exits. An
+// error is printed once, here.
+func execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	err := newApp(stdout, stderr).Run(ctx, args)
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintf(stderr, "livinity-agent: %v\n", err)
+	var ec cli.ExitCoder
+	if errors.As(err, &ec) {
+		return ec.ExitCode()
+	}
+	return 1
+}
+
+// newApp is the CLI: every command, writing to stdout and stderr.
 func newApp(stdout, stderr io.Writer) *cli.Command {
 	app := &cli.Command{
 		Name:                  "livinity-agent",
