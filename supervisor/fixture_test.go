@@ -28,6 +28,7 @@ type fixture struct {
 	cfg   *config.Config
 	store *state.Store
 	logs  *testenv.Buffer
+	sup   *supervisor.Supervisor
 	stop  context.CancelFunc
 	done  chan error
 }
@@ -107,6 +108,7 @@ func newFixture(t testing.TB, tweakApps func(map[string]*app), tweakCfg func(*co
 	if err != nil {
 		t.Fatal(err)
 	}
+	f.sup = sup
 	ctx, cancel := context.WithCancel(context.Background())
 	f.stop, f.done = cancel, make(chan error, 1)
 	go func() { f.done <- sup.Run(ctx) }()

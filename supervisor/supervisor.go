@@ -148,6 +148,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	for _, sv := range s.services {
 		g.Go(func() error { return sv.run(ctx) })
 	}
+	g.Go(func() error { s.followTrees(ctx); return nil })
 	g.Go(func() error { return s.sampleMemory(ctx) })
 	g.Go(func() error { return s.loop(ctx, updates) })
 	return g.Wait()
