@@ -16,6 +16,7 @@ type stateCollector struct {
 	logger *slog.Logger
 
 	up, ready, phase, memory, memoryLimit, restarts *prometheus.Desc
+	cpu, cpuSeconds, operatorStopped                *prometheus.Desc
 	agentReady, pm2Up                               *prometheus.Desc
 	setupOK, setupSuccessAt, setupDuration          *prometheus.Desc
 	hostTotal, hostAvailable                        *prometheus.Desc
@@ -39,10 +40,16 @@ func newStateCollector(store *state.Store, logger *slog.Logger) *stateCollector 
 			"Memory of the service's whole process tree (main PID and all descendants) in bytes: PSS from /proc/<pid>/smaps_rollup, or RSS where smaps_rollup is unreadable.", svc...),
 		memoryLimit: desc("service", "memory_limit_bytes",
 			"The agent's memory limit for the service's process tree in bytes (memoryLimitMB in the agent config); above it for consecutive checks the agent restarts the service.", svc...),
+		cpu: desc("service", "cpu_percent",
+			"CPU use of the service's whole process tree over the agent's last sampling interval, in percent of one core (utime+stime, with finished children's, from /proc/<pid>/stat); absent while not running or not yet measured.", svc...),
+		cpuSeconds: desc("service", "cpu_seconds_total",
+			"CPU time used by the service's whole process trees while the agent watched them, in seconds, over all instances since the agent started; rate() of it is the cores used.", svc...),
+		operatorStopped: desc("service", "operator_stopped",
+			"Whether an operator stopped the service through the agent (livinity-agent stop) and the agent holds it stopped (1) or not (0).", svc...),
 		restarts: desc("service", "restarts_total",
 			"Restarts of the service the agent did or observed since the agent started, by reason (crash, probe, memory, pm2, manual).", "service", "reason"),
 		agentReady: desc("agent", "ready",
-			"Whether every supervised service is ready and PM2 is connected (1) or not (0), from the agent's state."),
+			"Whether every supervised service (leaving out those an operator stopped through the agent) is ready and PM2 is connected (1) or not (0), from the agent's state."),
 		pm2Up: desc("pm2", "up",
 			"Whether the agent is connected to the PM2 daemon and it answers (1), or it is gone, hung (calls time out) or its replies cannot be read (0)."),
 		setupOK: desc("setup", "last_run_success",
@@ -60,7 +67,7 @@ func newStateCollector(store *state.Store, logger *slog.Logger) *stateCollector 
 
 // Describe implements prometheus.Collector.
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.up, c.ready, c.phase, c.memory, c.memoryLimit, c.restarts,
+	for _, d := range []*prometheus.Desc{c.up, c.ready, c.phase, c.memory, c.memoryLimit, c.restarts, c.cpu, c.cpuSeconds, c.operatorStopped,
 		c.agentReady, c.pm2Up, c.setupOK, c.setupSuccessAt, c.setupDuration, c.hostTotal, c.hostAvailable} {
 		ch <- d
 	}
@@ -86,6 +93,11 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		for _, r := range state.Reasons {
 			ch <- prometheus.MustNewConstMetric(c.restarts, prometheus.CounterValue, float64(sv.Restarts[r]), sv.Name, r)
 		}
+		if sv.CPUMeasured && sv.PID > 0 {
+			gauge(c.cpu, sv.CPUPercent, sv.Name)
+		}
+		ch <- prometheus.MustNewConstMetric(c.cpuSeconds, prometheus.CounterValue, sv.CPUSeconds, sv.Name)
+		gauge(c.operatorStopped, bool01(sv.OperatorStopped), sv.Name)
 	}
 	gauge(c.agentReady, bool01(snap.AllReady()))
 	gauge(c.pm2Up, bool01(snap.Agent.PM2Connected))

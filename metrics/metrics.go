@@ -13,10 +13,13 @@
 //	livinity_service_state{service,state}                   1 for the current phase, 0 for the others
 //	livinity_service_memory_bytes{service}                  memory of the whole process tree: PSS, or RSS where smaps_rollup is unreadable
 //	livinity_service_memory_limit_bytes{service}            the agent's limit (absent when none is set)
-//	livinity_service_restarts_total{service,reason}         restarts the agent did or observed (every reason, from 0)
+//	livinity_service_restarts_total{service,reason}         restarts the agent did or observed (every reason, from 0; manual: an operator's pm2 restart or livinity-agent restart)
+//	livinity_service_cpu_percent{service}                   CPU of the whole process tree over the last sampling interval, % of one core (absent when not running or not yet measured)
+//	livinity_service_cpu_seconds_total{service}             CPU time of the service's process trees while watched
+//	livinity_service_operator_stopped{service}              the operator stopped it through the agent (livinity-agent stop) (0/1)
 //	livinity_service_probe_duration_seconds{service,probe}  histogram of single checks
 //	livinity_service_probe_failures_total{service,probe}    single checks that failed
-//	livinity_agent_ready                                    every service is ready and PM2 connected (0/1)
+//	livinity_agent_ready                                    every service is ready (leaving out those the operator stopped) and PM2 connected (0/1)
 //	livinity_pm2_up                                         connected to the PM2 daemon and it answers (0/1)
 //	livinity_agent_build_info{version,goversion,revision}   always 1
 //	livinity_host_memory_total_bytes                        MemTotal (gopsutil)

@@ -58,7 +58,7 @@ func knownStore() *state.Store {
 
 // the golden exposition of knownStore, for every livinity_ series but the host's.
 const goldenState = `
-# HELP livinity_agent_ready Whether every supervised service is ready and PM2 is connected (1) or not (0), from the agent's state.
+# HELP livinity_agent_ready Whether every supervised service (leaving out those an operator stopped through the agent) is ready and PM2 is connected (1) or not (0), from the agent's state.
 # TYPE livinity_agent_ready gauge
 livinity_agent_ready 0
 # HELP livinity_pm2_up Whether the agent is connected to the PM2 daemon and it answers (1), or it is gone, hung (calls time out) or its replies cannot be read (0).
@@ -603,4 +603,44 @@ func TestConcurrentScrapes(t *testing.T) {
 	}
 	cancel()
 	<-writerDone
+}
+
+// TestCPUAndOperatorStopSeries: the CPU gauge is there only for a running, measured
+// service; the CPU counter and the operator-stop gauge for every service; a service the
+// operator stopped does not make the agent not ready.
+func TestCPUAndOperatorStopSeries(t *testing.T) {
+	s := state.New(state.Agent{Version: "1.2.3", PM2Connected: true}, []string{"livos", "nexus-core", "nexus-mcp"})
+	s.Update("livos", func(sv *state.Service) {
+		sv.PM2Status, sv.PID, sv.Phase, sv.Ready = "online", 100, state.Ready, true
+		sv.CPUPercent, sv.CPUMeasured, sv.CPUSeconds = 42.5, true, 12.25
+	})
+	s.Update("nexus-core", func(sv *state.Service) {
+		sv.PM2Status, sv.PID, sv.Phase, sv.Ready = "online", 101, state.Ready, true // not measured yet
+	})
+	s.Update("nexus-mcp", func(sv *state.Service) {
+		sv.PM2Status, sv.Phase, sv.OperatorStopped, sv.CPUSeconds = "stopped", state.Stopped, true, 3
+	})
+	m := metrics.New(metrics.Options{Store: s})
+	want := `
+# HELP livinity_agent_ready Whether every supervised service (leaving out those an operator stopped through the agent) is ready and PM2 is connected (1) or not (0), from the agent's state.
+# TYPE livinity_agent_ready gauge
+livinity_agent_ready 1
+# HELP livinity_service_cpu_percent CPU use of the service's whole process tree over the agent's last sampling interval, in percent of one core (utime+stime, with finished children's, from /proc/<pid>/stat); absent while not running or not yet measured.
+# TYPE livinity_service_cpu_percent gauge
+livinity_service_cpu_percent{service="livos"} 42.5
+# HELP livinity_service_cpu_seconds_total CPU time used by the service's whole process trees while the agent watched them, in seconds, over all instances since the agent started; rate() of it is the cores used.
+# TYPE livinity_service_cpu_seconds_total counter
+livinity_service_cpu_seconds_total{service="livos"} 12.25
+livinity_service_cpu_seconds_total{service="nexus-core"} 0
+livinity_service_cpu_seconds_total{service="nexus-mcp"} 3
+# HELP livinity_service_operator_stopped Whether an operator stopped the service through the agent (livinity-agent stop) and the agent holds it stopped (1) or not (0).
+# TYPE livinity_service_operator_stopped gauge
+livinity_service_operator_stopped{service="livos"} 0
+livinity_service_operator_stopped{service="nexus-core"} 0
+livinity_service_operator_stopped{service="nexus-mcp"} 1
+`
+	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "livinity_agent_ready",
+		"livinity_service_cpu_percent", "livinity_service_cpu_seconds_total", "livinity_service_operator_stopped"); err != nil {
+		t.Fatal(err)
+	}
 }

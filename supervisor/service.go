@@ -25,6 +25,8 @@ type msg struct {
 	mem        *proctree.Usage
 	daemonDown bool
 	check      *checkResult // a single liveness or readiness check (see onResult)
+	cpu        *cpuSample   // the tree's CPU over the last sampling interval
+	control    *controlReq  // an operator's restart, stop or start (see control)
 	pidExit    *pidExit     // the watched main pid exited (see exitwatch.go)
 }
 
@@ -79,6 +81,14 @@ type service struct {
 	retryReason string
 	readySince  time.Time
 	lastEvent   time.Time
+
+	// an operator's stop (livinity-agent stop): no probes, no restarts until start
+	stopper Stopper
+	persist func(name string, at time.Time) // records the stop (zero at: removes it); may be nil
+	held    bool
+	heldAt  time.Time
+	heldPID int  // the instance the stop ended: a list still showing it is stale
+	reHold  bool // a restored daemon (or one found at the agent's start) may run it: stop it again
 }
 
 // Controller restarts apps by pm_id; *pm2.Fallback is the real one.
@@ -147,9 +157,13 @@ func (s *service) handle(ctx context.Context, m msg) {
 		s.online.Store(false)
 		s.holdAll()
 		s.update(func(sv *state.Service) { sv.PM2Status = ""; noInstance(sv) })
-		if m.restoring {
+		switch {
+		case s.held:
+			s.reHold = s.reHold || m.restoring
+			s.setPhase(state.Stopped, s.heldDetail())
+		case m.restoring:
 			s.setPhase(state.Restarting, "the new PM2 daemon does not have it; the agent restores it")
-		} else {
+		default:
 			s.setPhase(state.Stopped, "not in PM2's process list")
 		}
 	case m.event != nil:
@@ -168,9 +182,19 @@ func (s *service) handle(ctx context.Context, m msg) {
 		}
 		s.retry = nil
 		s.update(func(sv *state.Service) { sv.PM2Status = ""; noInstance(sv) })
+		if s.held {
+			s.reHold = true // the daemon brought back may run it again
+			s.setPhase(state.Stopped, s.heldDetail())
+			break
+		}
 		s.setPhase(state.Stopped, "the PM2 daemon is down")
 	case m.check != nil:
 		s.onCheck(*m.check)
+	case m.cpu != nil:
+		s.onCPU(*m.cpu)
+	case m.control != nil:
+		msg, err := s.onControl(ctx, m.control.action)
+		m.control.reply <- controlReply{msg, err}
 	case m.pidExit != nil:
 		s.onPIDExit(*m.pidExit)
 	}
@@ -197,6 +221,12 @@ func (s *service) onProcess(ctx context.Context, p pm2.Process) {
 	switch p.Status {
 	case pm2.StatusOnline:
 		s.online.Store(true)
+		if s.held {
+			if p.PID != 0 && p.PID != s.pid {
+				s.heldUp(ctx, p.PID)
+			}
+			break
+		}
 		if p.PID != 0 && p.PID != s.pid {
 			s.instanceUp(p.PID)
 		}
@@ -204,18 +234,28 @@ func (s *service) onProcess(ctx context.Context, p pm2.Process) {
 		s.online.Store(false)
 		s.pid = 0
 		s.holdAll()
+		if s.held {
+			s.setPhase(state.Stopped, s.heldDetail())
+			break
+		}
 		s.requestRestart(ctx, state.ReasonCrash, "PM2 gave up on it (errored)")
 	case pm2.StatusStopped:
 		s.online.Store(false)
 		s.pid = 0
 		s.holdAll()
-		if s.expect == "" && s.retry == nil {
+		switch {
+		case s.held:
+			s.reHold = false // PM2 holds it stopped: a start from now on is someone's
+			s.setPhase(state.Stopped, s.heldDetail())
+		case s.expect == "" && s.retry == nil:
 			s.setPhase(state.Stopped, "stopped in PM2")
 		}
 	default: // launching, waiting restart, stopping
 		s.online.Store(false)
 		s.holdAll()
-		if s.retry == nil {
+		if s.held {
+			s.setPhase(state.Stopped, s.heldDetail())
+		} else if s.retry == nil {
 			s.setPhase(state.Restarting, "PM2: "+string(p.Status))
 		}
 	}
@@ -268,7 +308,7 @@ func (s *service) onEvent(ctx context.Context, e pm2.Event) {
 			noInstance(sv)
 			sv.LastExit = state.Exit{Code: e.ExitCode, Signal: e.Signal, At: e.At}
 		})
-		if s.lostDaemon {
+		if s.lostDaemon || s.held {
 			return
 		}
 		code := "code unknown"
@@ -293,13 +333,17 @@ func (s *service) onEvent(ctx context.Context, e pm2.Event) {
 		}
 	case pm2.EventOnline:
 		s.online.Store(true)
+		if s.held {
+			s.heldUp(ctx, -1)
+			return
+		}
 		s.instanceUp(-1) // its pid comes with the next list
 	case pm2.EventRestart:
 		if e.Manually && s.expect == "" {
 			s.count(state.ReasonManual, 1)
 		}
 	case pm2.EventStop:
-		if e.Manually && s.expect == "" {
+		if e.Manually && s.expect == "" && !s.held {
 			s.setPhase(state.Stopped, "stopped by hand")
 		}
 	case pm2.EventRestartOverlimit:
@@ -493,6 +537,7 @@ func (s *service) onCheck(c checkResult) {
 func noInstance(sv *state.Service) {
 	sv.PID, sv.Started = 0, time.Time{}
 	sv.MemoryBytes, sv.MemoryKind = 0, ""
+	sv.CPUPercent, sv.CPUMeasured = 0, false
 	sv.LastProbe = state.ProbeResult{}
 }
 
@@ -513,7 +558,7 @@ func (s *service) stopWorkers() {
 }
 
 func (s *service) onChange(ctx context.Context, c probe.Change) {
-	if s.expect != "" || !s.online.Load() {
+	if s.expect != "" || !s.online.Load() || s.held {
 		return // a verdict about an instance that is going away
 	}
 	switch c.Type {
@@ -571,8 +616,8 @@ func (s *service) onMemory(ctx context.Context, u proctree.Usage) {
 
 // requestRestart restarts the service now or, while backing off, when the policy allows.
 func (s *service) requestRestart(ctx context.Context, reason, detail string) {
-	if s.expect != "" || s.retry != nil {
-		return // one restart at a time
+	if s.expect != "" || s.retry != nil || s.held {
+		return // one restart at a time; none while the operator holds it stopped
 	}
 	s.log.Warn("service needs a restart", "service", s.name, "reason", reason, "detail", detail)
 	wait := s.policy.next()
@@ -609,4 +654,221 @@ func (s *service) restart(ctx context.Context, reason string) {
 	}
 	s.count(reason, 1)
 	s.log.Info("service restarted", "service", s.name, "reason", reason)
+}
+
+// controlReq is an operator's request (state.ActionRestart, ActionStop, ActionStart),
+// handled in the service's loop like everything else, so that it never races a restart
+// the agent is making.
+type controlReq struct {
+	action string
+	reply  chan controlReply // buffered: the loop never waits for the asker
+}
+
+type controlReply struct {
+	msg string
+	err error
+}
+
+// Stopper stops apps by pm_id; the supervisor's pm2Stopper is the real one.
+type Stopper interface {
+	Stop(ctx context.Context, id int) error
+}
+
+// controlTimeout bounds the PM2 call of one control request.
+const controlTimeout = 20 * time.Second
+
+func (s *service) onControl(ctx context.Context, action string) (string, error) {
+	switch action {
+	case state.ActionStop:
+		return s.operatorStop(ctx)
+	case state.ActionStart:
+		return s.operatorStart(ctx)
+	case state.ActionRestart:
+		if s.held {
+			msg, err := s.operatorStart(ctx)
+			if err == nil {
+				msg = "it was stopped by the operator: " + msg
+			}
+			return msg, err
+		}
+		return s.manualRestart(ctx)
+	}
+	return "", fmt.Errorf("%w %q", state.ErrUnknownAction, action)
+}
+
+// manualRestart restarts the service now through PM2, counted as manual. A restart the
+// backoff was holding back is replaced by it; the backoff itself is neither advanced nor
+// reset (the next automatic restart, if one is needed, waits as it would have).
+func (s *service) manualRestart(ctx context.Context) (string, error) {
+	if s.id < 0 {
+		return "", fmt.Errorf("%w: %s is not in PM2's process list", state.ErrBusy, s.name)
+	}
+	if s.expect != "" {
+		return "", fmt.Errorf("%w: %s is restarting already (%s); try again once it is up", state.ErrBusy, s.name, s.expect)
+	}
+	s.holdAll()
+	s.expect = state.ReasonManual
+	s.crashed = false
+	s.setPhase(state.Restarting, "restarting (manual: livinity-agent restart)")
+	rctx, cancel := context.WithTimeout(ctx, controlTimeout)
+	err := s.ctrl.Restart(rctx, s.id)
+	cancel()
+	if err != nil {
+		s.expect = ""
+		s.log.Error("manual restart failed", "service", s.name, "err", err)
+		s.resumeProbes("manual restart failed: " + err.Error())
+		return "", fmt.Errorf("restart %s through PM2: %w", s.name, err)
+	}
+	if s.retry != nil {
+		s.retry = nil // this restart is the one the backoff held back
+		s.update(func(sv *state.Service) { sv.NextAttempt = time.Time{} })
+	}
+	s.count(state.ReasonManual, 1)
+	s.log.Info("service restarted", "service", s.name, "reason", state.ReasonManual)
+	return fmt.Sprintf("%s restarted (counted as manual); supervision goes on with its startup probe", s.name), nil
+}
+
+// resumeProbes lets the probes of a running instance go on after a control request that
+// failed.
+func (s *service) resumeProbes(detail string) {
+	if !s.online.Load() || s.startup == nil {
+		return
+	}
+	if s.startupDone {
+		s.liveness.Resume()
+		s.readiness.Resume()
+	} else {
+		s.startup.Resume()
+	}
+	s.setPhase(state.Unhealthy, detail)
+}
+
+// operatorStop stops the service through PM2 and holds it: no probes and no restarts
+// until operatorStart (or someone starts it through PM2).
+func (s *service) operatorStop(ctx context.Context) (string, error) {
+	if s.held {
+		return fmt.Sprintf("%s is stopped by the operator already (since %s)", s.name, s.heldAt.Format(time.RFC3339)), nil
+	}
+	if s.id < 0 {
+		return "", fmt.Errorf("%w: %s is not in PM2's process list", state.ErrBusy, s.name)
+	}
+	s.holdAll()
+	rctx, cancel := context.WithTimeout(ctx, controlTimeout)
+	err := s.stopper.Stop(rctx, s.id)
+	cancel()
+	if err != nil {
+		s.log.Error("stop failed", "service", s.name, "err", err)
+		s.resumeProbes("stop failed: " + err.Error())
+		return "", fmt.Errorf("stop %s through PM2: %w", s.name, err)
+	}
+	s.hold(s.now())
+	s.online.Store(false)
+	s.expect, s.crashed, s.stopping = "", false, false
+	s.retry = nil
+	s.breaches = 0
+	s.log.Info("service stopped by the operator", "service", s.name)
+	return fmt.Sprintf("%s stopped; the agent will not probe or restart it until `livinity-agent start %s`", s.name, s.name), nil
+}
+
+// hold records an operator's stop at `at`.
+func (s *service) hold(at time.Time) {
+	s.held, s.heldAt, s.heldPID = true, at, s.pid
+	if s.persist != nil {
+		s.persist(s.name, at)
+	}
+	s.update(func(sv *state.Service) {
+		sv.OperatorStopped, sv.OperatorStoppedAt = true, at
+		noInstance(sv)
+	})
+	s.setPhase(state.Stopped, s.heldDetail())
+}
+
+// release ends an operator's stop.
+func (s *service) release() {
+	s.held, s.reHold, s.heldAt, s.heldPID = false, false, time.Time{}, 0
+	if s.persist != nil {
+		s.persist(s.name, time.Time{})
+	}
+	s.update(func(sv *state.Service) { sv.OperatorStopped, sv.OperatorStoppedAt = false, time.Time{} })
+}
+
+func (s *service) heldDetail() string {
+	return fmt.Sprintf("stopped by the operator at %s (livinity-agent stop); `livinity-agent start %s` resumes it",
+		s.heldAt.Local().Format("2006-01-02 15:04:05"), s.name)
+}
+
+// heldUp handles an instance of a held service coming online (pid -1: an online event,
+// the pid comes with the next list). After the agent's own restore of a lost daemon, or
+// at the agent's start (the stop was recorded), it is stopped again: nobody asked for
+// it. Otherwise someone started it through PM2 (pm2 start or restart): the operator's
+// stop is over and supervision resumes.
+func (s *service) heldUp(ctx context.Context, pid int) {
+	if pid > 0 && pid == s.heldPID {
+		return // a list older than the stop
+	}
+	if s.reHold {
+		s.log.Warn("stopping again a service the operator stopped: PM2 started it without being asked",
+			"service", s.name, "pid", pid)
+		rctx, cancel := context.WithTimeout(ctx, controlTimeout)
+		err := s.stopper.Stop(rctx, s.id)
+		cancel()
+		if err != nil {
+			s.log.Error("could not stop the service again", "service", s.name, "err", err)
+			return // the next list tries again
+		}
+		s.reHold = false
+		s.online.Store(false)
+		if pid > 0 {
+			s.heldPID = pid
+		}
+		s.setPhase(state.Stopped, s.heldDetail())
+		return
+	}
+	s.log.Info("a service the operator stopped was started through PM2; supervising it again", "service", s.name)
+	s.release()
+	s.instanceUp(pid)
+}
+
+// operatorStart starts the service through PM2 (pm2 restart of a stopped app) and ends
+// an operator's stop; the new instance goes through its startup probe.
+func (s *service) operatorStart(ctx context.Context) (string, error) {
+	if !s.held && s.pm2Status == string(pm2.StatusOnline) && s.id >= 0 {
+		return fmt.Sprintf("%s is running and supervised already", s.name), nil
+	}
+	if s.id < 0 {
+		return "", fmt.Errorf("%w: %s is not in PM2's process list", state.ErrBusy, s.name)
+	}
+	if s.expect != "" {
+		return "", fmt.Errorf("%w: %s is restarting already (%s)", state.ErrBusy, s.name, s.expect)
+	}
+	rctx, cancel := context.WithTimeout(ctx, controlTimeout)
+	err := s.ctrl.Restart(rctx, s.id)
+	cancel()
+	if err != nil {
+		s.log.Error("start failed", "service", s.name, "err", err)
+		return "", fmt.Errorf("start %s through PM2: %w", s.name, err)
+	}
+	wasHeld := s.held
+	s.release()
+	s.retry = nil
+	s.baseline = -1 // PM2 may count the start in restart_time: not a restart to attribute
+	s.setPhase(state.Restarting, "started by the operator; waiting for the instance")
+	s.log.Info("service started by the operator", "service", s.name, "wasStoppedByOperator", wasHeld)
+	return fmt.Sprintf("%s started; supervision resumes with its startup probe", s.name), nil
+}
+
+// cpuSample is the tree's CPU over one sampling interval.
+type cpuSample struct {
+	percent float64 // of one core
+	seconds float64 // CPU time used in the interval
+}
+
+func (s *service) onCPU(c cpuSample) {
+	if !s.online.Load() {
+		return // measured before the instance went
+	}
+	s.update(func(sv *state.Service) {
+		sv.CPUPercent, sv.CPUMeasured = c.percent, true
+		sv.CPUSeconds += c.seconds
+	})
 }

@@ -1,14 +1,18 @@
 package supervisor
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +21,7 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/livinity/livinity-agent/config"
+	"github.com/livinity/livinity-agent/internal/atomicfile"
 	"github.com/livinity/livinity-agent/internal/procfs"
 	"github.com/livinity/livinity-agent/supervisor/pidwatch"
 	"github.com/livinity/livinity-agent/supervisor/pm2"
@@ -49,6 +54,11 @@ type Options struct {
 	// ReconcileEvery is the safety-net full process list (crashes are seen on the event bus
 	// at once); default 5 s.
 	ReconcileEvery time.Duration
+	// StateDir is where the services an operator stopped through the agent are recorded
+	// (OperatorStopsFile), so that the stop holds across an agent restart; default the
+	// directory of Ecosystem (the pipeline writes the ecosystem file into the state dir),
+	// and with neither the stops are not recorded.
+	StateDir string
 	// NoPIDWatch sees exits on PM2's bus only, without a pidfd on each main pid (the
 	// benchmarks' baseline; also what happens on kernels without pidfd_open).
 	NoPIDWatch bool
@@ -66,6 +76,9 @@ type Supervisor struct {
 	sampler   *proctree.Sampler
 	memEvery  time.Duration
 	heartbeat atomic.Int64
+
+	stopsMu sync.Mutex
+	stops   map[string]time.Time // services stopped by the operator, as recorded
 
 	mu         sync.Mutex
 	pids       map[string]instance // last known instances, for memory and orphan clean-up
@@ -98,6 +111,11 @@ func New(opts Options) (*Supervisor, error) {
 		ctrl: pm2.NewFallback(opts.PM2Home, cli, opts.Logger), sampler: proctree.NewSampler(""),
 		pids: map[string]instance{}, unreadable: map[string]string{}, memEvery: time.Hour,
 	}
+	if opts.StateDir == "" && opts.Ecosystem != "" {
+		opts.StateDir = filepath.Dir(opts.Ecosystem)
+	}
+	s.opts.StateDir = opts.StateDir
+	s.stops = loadStops(opts.StateDir, opts.Logger)
 	watchPIDs := !opts.NoPIDWatch
 	if err := pidwatch.Supported(); watchPIDs && err != nil {
 		watchPIDs = false
@@ -119,11 +137,21 @@ func New(opts Options) (*Supervisor, error) {
 			policy: newRestartPolicy(opts.Config.Agent.RestartBackoff, nil),
 			msgs:   make(chan msg, 256), quit: make(chan struct{}), clock: opts.Clock, now: time.Now, sampler: s.sampler,
 			id: -1, baseline: -1, exits: exitWatch{enabled: watchPIDs},
+			stopper: pm2Stopper{home: opts.PM2Home, cli: cli}, persist: s.recordStop,
 		}
 		opts.Store.Update(name, func(st *state.Service) {
 			st.MemoryLimitBytes = set.MemoryLimitBytes
 			st.Phase, st.Detail = state.Starting, "waiting for PM2's process list"
 		})
+		if at, ok := s.stops[name]; ok {
+			// stopped by the operator before the agent (re)started: still held, and an
+			// instance PM2 runs now is stopped again (see heldUp)
+			sv.held, sv.heldAt, sv.reHold = true, at, true
+			opts.Store.Update(name, func(st *state.Service) {
+				st.OperatorStopped, st.OperatorStoppedAt = true, at
+				st.Phase, st.Detail = state.Stopped, sv.heldDetail()
+			})
+		}
 		s.services = append(s.services, sv)
 		s.byName[name] = sv
 		s.memEvery = min(s.memEvery, set.Liveness.Period())
@@ -139,6 +167,7 @@ func (s *Supervisor) Heartbeat() time.Time { return time.Unix(0, s.heartbeat.Loa
 // Run supervises until ctx ends. Stopping it never stops the services.
 func (s *Supervisor) Run(ctx context.Context) error {
 	defer s.ctrl.Close()
+	defer s.opts.Store.SetControl(s.control)()
 	g, ctx := errgroup.WithContext(ctx)
 	updates := make(chan pm2.Update, 64)
 	w := &pm2.Watcher{Home: s.opts.PM2Home, Logger: s.log, BackOff: backoff.NewExponentialBackOff(
@@ -532,6 +561,7 @@ func (s *Supervisor) sampleMemory(ctx context.Context) error {
 	defer t.Stop()
 	first := s.opts.Clock.After(250 * time.Millisecond) // a figure soon after start
 	last := map[string]sample{}
+	cpuLast := map[string]cpuMark{}
 	for {
 		select {
 		case <-ctx.Done():
@@ -558,11 +588,19 @@ func (s *Supervisor) sampleMemory(ctx context.Context) error {
 			s.log.Warn("cannot scan /proc for memory", "err", err)
 			continue
 		}
+		for name := range cpuLast {
+			if _, ok := pids[name]; !ok {
+				delete(cpuLast, name)
+			}
+		}
 		for name, in := range pids {
 			tree := table.Tree(int32(in.pid))
 			if tree == nil {
 				delete(last, name)
 				continue // gone since the last list; the bus says what happened
+			}
+			if c, ok := cpuOf(cpuLast, name, in.pid, tree, time.Now()); ok {
+				s.dispatch(ctx, name, msg{cpu: &c})
 			}
 			rss, _ := s.sampler.RSS(tree)
 			prev, ok := last[name]
@@ -627,4 +665,155 @@ func (s *Supervisor) killOrphans() {
 	s.pids = map[string]instance{}
 	s.mu.Unlock()
 	s.endTrees(pids, "ending a service left running by the dead PM2 daemon")
+}
+
+// control hands an operator's command to the service's loop and waits for its answer.
+func (s *Supervisor) control(ctx context.Context, c state.Command) (string, error) {
+	sv, ok := s.byName[c.Service]
+	if !ok {
+		return "", fmt.Errorf("%w %q", state.ErrUnknownService, c.Service)
+	}
+	req := &controlReq{action: c.Action, reply: make(chan controlReply, 1)}
+	select {
+	case sv.msgs <- msg{control: req}:
+	case <-sv.quit:
+		return "", state.ErrNotSupervising
+	case <-ctx.Done():
+		return "", fmt.Errorf("%s %s: %w", c.Action, c.Service, ctx.Err())
+	}
+	select {
+	case r := <-req.reply:
+		return r.msg, r.err
+	case <-sv.quit:
+		return "", state.ErrNotSupervising
+	case <-ctx.Done():
+		return "", fmt.Errorf("%s %s: no answer from the supervision loop in time (it may still be done): %w", c.Action, c.Service, ctx.Err())
+	}
+}
+
+// OperatorStopsFile is the file in the state dir that records the services an operator
+// stopped through the agent: a JSON object of service name to the time of the stop.
+const OperatorStopsFile = "operator-stops.json"
+
+func loadStops(dir string, log *slog.Logger) map[string]time.Time {
+	stops := map[string]time.Time{}
+	if dir == "" {
+		return stops
+	}
+	b, err := os.ReadFile(filepath.Join(dir, OperatorStopsFile))
+	if err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			log.Warn("cannot read the services stopped by the operator; none is held", "err", err)
+		}
+		return stops
+	}
+	if err := json.Unmarshal(b, &stops); err != nil {
+		log.Warn("cannot read the services stopped by the operator; none is held",
+			"file", filepath.Join(dir, OperatorStopsFile), "err", err)
+		return map[string]time.Time{}
+	}
+	return stops
+}
+
+// recordStop records (or, with a zero at, forgets) an operator's stop of a service.
+func (s *Supervisor) recordStop(name string, at time.Time) {
+	if s.opts.StateDir == "" {
+		return
+	}
+	s.stopsMu.Lock()
+	defer s.stopsMu.Unlock()
+	if at.IsZero() {
+		delete(s.stops, name)
+	} else {
+		s.stops[name] = at.UTC()
+	}
+	b, _ := json.MarshalIndent(s.stops, "", "  ")
+	if err := atomicfile.WriteFile(filepath.Join(s.opts.StateDir, OperatorStopsFile), append(b, '\n'), 0o644); err != nil {
+		s.log.Warn("cannot record the services stopped by the operator; the stop will not outlive the agent", "err", err)
+	}
+}
+
+// pm2Stopper stops an app over PM2's RPC socket, or with `pm2 stop` when the socket does
+// not speak the protocol (never while the daemon is simply not running: that command
+// would start one).
+type pm2Stopper struct {
+	home string
+	cli  *pm2.CLI
+}
+
+func (p pm2Stopper) Stop(ctx context.Context, id int) error {
+	c, err := pm2.Dial(ctx, p.home)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	err = c.Stop(ctx, id)
+	if err == nil {
+		c.Notify(ctx, id, "stop") // as `pm2 stop` does: PM2's own log and bus say who stopped it
+		return nil
+	}
+	if !errors.Is(err, pm2.ErrProtocol) && !errors.As(err, new(*pm2.RemoteError)) {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, p.cli.Bin, "stop", strconv.Itoa(id))
+	cmd.Env = append(os.Environ(), "PM2_HOME="+p.home)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("pm2 stop %d: %w: %s", id, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// clockTicks is the kernel's USER_HZ, the unit of /proc/<pid>/stat's times: 100 on every
+// Linux architecture the agent runs on.
+const clockTicks = 100
+
+// treeTicks sums utime, stime, cutime and cstime (fields 14 to 17 of /proc/<pid>/stat)
+// over the tree. The children's times count what finished children used (a reaped
+// child's time moves into its parent's cutime), so the sum does not drop when a child of
+// the tree exits.
+func treeTicks(pids []int32) uint64 {
+	var sum uint64
+	for _, p := range pids {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(int(p)) + "/stat")
+		if err != nil {
+			continue
+		}
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) < 15 {
+			continue
+		}
+		for _, v := range f[11:15] { // utime stime cutime cstime: fields 14-17, counted from 3 after the ')'
+			n, _ := strconv.ParseUint(v, 10, 64)
+			sum += n
+		}
+	}
+	return sum
+}
+
+// cpuMark is a service's tree CPU time at one sample.
+type cpuMark struct {
+	pid   int
+	ticks uint64
+	at    time.Time
+}
+
+// cpuOf returns the tree's CPU over the interval since the last mark of the same instance
+// (and records the new mark); ok is false for an instance seen for the first time.
+func cpuOf(last map[string]cpuMark, name string, pid int, tree []int32, now time.Time) (cpuSample, bool) {
+	ticks := treeTicks(tree)
+	prev, ok := last[name]
+	last[name] = cpuMark{pid: pid, ticks: ticks, at: now}
+	dt := now.Sub(prev.at).Seconds()
+	if !ok || prev.pid != pid || dt <= 0 {
+		return cpuSample{}, false
+	}
+	used := 0.0
+	if ticks > prev.ticks { // a child that left the tree (reparented) can make it drop
+		used = float64(ticks-prev.ticks) / clockTicks
+	}
+	return cpuSample{percent: used / dt * 100, seconds: used}, true
 }

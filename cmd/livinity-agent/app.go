@@ -77,6 +77,7 @@ func newApp(stdout, stderr io.Writer) *cli.Command {
 			updateCommand(),
 			historyCommand(),
 			logsCommand(),
+			restartCommand(), stopCommand(), startCommand(),
 		},
 		// errors are printed once, by main
 		ExitErrHandler: func(context.Context, *cli.Command, error) {},

@@ -1,10 +1,15 @@
 // Package state is the supervisor's single in-process store: per service, what PM2 says,
-// what the probes say, memory and restarts; plus the agent's own facts. The supervisor is
-// its only writer. Metrics, the status socket and sd_notify read snapshots and subscribe to
-// changes; none of them ever calls PM2.
+// what the probes say, memory, CPU and restarts; plus the agent's own facts. The supervisor
+// is its only writer. Metrics, the status socket and sd_notify read snapshots and subscribe
+// to changes; none of them ever calls PM2. The store also carries an operator's control
+// requests (restart, stop, start) from the status socket to the supervisor, which handles
+// them in its supervision loop (see SetControl).
 package state
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"sync"
@@ -40,7 +45,7 @@ const (
 	ReasonProbe  = "probe"  // the agent restarted it: liveness failed its threshold
 	ReasonMemory = "memory" // the agent restarted it: its process tree stayed over the limit
 	ReasonPM2    = "pm2"    // PM2 restarted it for its own reasons (e.g. max_memory_restart)
-	ReasonManual = "manual" // someone restarted it by hand (pm2 restart)
+	ReasonManual = "manual" // someone restarted it by hand (pm2 restart, livinity-agent restart)
 )
 
 // Reasons lists every restart reason.
@@ -83,6 +88,19 @@ type Service struct {
 	Detail string `json:"detail,omitempty"`
 	// LastExit is how its last instance ended, as PM2 saw it; zero before the first exit.
 	LastExit Exit `json:"lastExit,omitzero"`
+	// CPUPercent is the whole process tree's CPU use over the last sampling interval, in
+	// percent of one core (200 = two cores busy); valid only when CPUMeasured (a running
+	// instance sampled twice).
+	CPUPercent  float64 `json:"cpuPercent"`
+	CPUMeasured bool    `json:"cpuMeasured"`
+	// CPUSeconds is the CPU time the service's process trees used while the agent watched
+	// them, summed over instances: it only grows.
+	CPUSeconds float64 `json:"cpuSeconds"`
+	// OperatorStopped: an operator stopped the service through the agent (livinity-agent
+	// stop); the agent neither probes nor restarts it until it is started again.
+	// OperatorStoppedAt is when.
+	OperatorStopped   bool      `json:"operatorStopped"`
+	OperatorStoppedAt time.Time `json:"operatorStoppedAt,omitzero"`
 }
 
 // Exit is how an instance ended: its exit code, or the signal that killed it.
@@ -120,17 +138,24 @@ type Snapshot struct {
 }
 
 // AllReady reports whether every service is ready and PM2 is connected: a box whose PM2
-// daemon does not answer is not supervised, whatever its services answer.
+// daemon does not answer is not supervised, whatever its services answer. A service an
+// operator stopped through the agent is left out (it is down on purpose), but at least one
+// service must be ready.
 func (s Snapshot) AllReady() bool {
 	if !s.Agent.PM2Connected {
 		return false
 	}
+	n := 0
 	for _, sv := range s.Services {
+		if sv.OperatorStopped {
+			continue
+		}
 		if !sv.Ready {
 			return false
 		}
+		n++
 	}
-	return len(s.Services) > 0
+	return n > 0
 }
 
 // Service returns the named service and whether it exists.
@@ -155,13 +180,92 @@ type Change struct {
 
 // Store holds the state. Safe for concurrent use.
 type Store struct {
-	mu    sync.RWMutex
-	agent Agent
-	svcs  []Service
-	index map[string]int
-	gen   uint64
-	subs  map[chan Change]struct{}
-	now   func() time.Time
+	mu      sync.RWMutex
+	agent   Agent
+	svcs    []Service
+	index   map[string]int
+	gen     uint64
+	subs    map[chan Change]struct{}
+	now     func() time.Time
+	control ControlFunc
+}
+
+// Control actions an operator may ask for.
+const (
+	ActionRestart = "restart" // restart now through PM2, counted as manual
+	ActionStop    = "stop"    // stop through PM2; the agent stops probing and restarting it
+	ActionStart   = "start"   // start it again; supervision resumes with a startup probe
+)
+
+// Actions lists the control actions.
+var Actions = []string{ActionRestart, ActionStop, ActionStart}
+
+// Command is an operator's request about one service.
+type Command struct {
+	Action  string
+	Service string
+}
+
+// ControlFunc carries out a Command and says what it did, in a few words.
+type ControlFunc func(ctx context.Context, c Command) (string, error)
+
+// Errors of Control (wrapped with the details).
+var (
+	// ErrUnknownService: the command names no supervised service.
+	ErrUnknownService = errors.New("no such service")
+	// ErrUnknownAction: the action is not one of Actions.
+	ErrUnknownAction = errors.New("no such action")
+	// ErrNotSupervising: nothing handles commands (the agent is still onboarding).
+	ErrNotSupervising = errors.New("the agent is not supervising yet")
+	// ErrBusy: the service is in the middle of something that the command would fight
+	// (a restart under way); try again.
+	ErrBusy = errors.New("the service is busy")
+)
+
+// SetControl makes fn the handler of Control; the returned func removes it (if it is
+// still the handler). The supervisor sets it while it runs.
+func (s *Store) SetControl(fn ControlFunc) (unset func()) {
+	s.mu.Lock()
+	s.control = fn
+	s.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.mu.Lock()
+			s.control = nil
+			s.mu.Unlock()
+		})
+	}
+}
+
+// Names lists the services in the store's order.
+func (s *Store) Names() []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]string, len(s.svcs))
+	for i, sv := range s.svcs {
+		out[i] = sv.Name
+	}
+	return out
+}
+
+// Control checks c (a known action and service) and hands it to the handler SetControl
+// set: ErrUnknownAction, ErrUnknownService, or ErrNotSupervising when there is none.
+func (s *Store) Control(ctx context.Context, c Command) (string, error) {
+	if !slices.Contains(Actions, c.Action) {
+		return "", fmt.Errorf("%w %q: use restart, stop or start", ErrUnknownAction, c.Action)
+	}
+	s.mu.RLock()
+	_, known := s.index[c.Service]
+	fn := s.control
+	s.mu.RUnlock()
+	if !known {
+		return "", fmt.Errorf("%w %q", ErrUnknownService, c.Service)
+	}
+	if fn == nil {
+		return "", ErrNotSupervising
+	}
+	return fn(ctx, c)
 }
 
 // New returns a store for the named services, all Stopped until the supervisor says more.

@@ -56,7 +56,8 @@ type Server struct {
 	Logger *slog.Logger
 }
 
-// Run listens on Path and serves GET /v1/status until ctx ends, then shuts down within
+// Run listens on Path and serves GET /v1/status (and the control requests, POST
+// /v1/services/{name}/{action}, taken from root and the agent's own user only) until ctx ends, then shuts down within
 // ShutdownTimeout and removes the socket. A socket file nobody answers on (left by a
 // killed agent) is replaced; a live one is refused with ErrInUse. The socket is mode 0660,
 // group "livinity" if that group exists, else root's group.
@@ -72,10 +73,12 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	ln = netcap.Listen(ln, MaxConns)
+	ln = netcap.Listen(credListener{ln}, MaxConns)
 	srv := &http.Server{
-		Handler:           netcap.Handler(s.handler(log)),
-		ConnContext:       netcap.ConnContext,
+		Handler: netcap.Handler(s.handler(log)),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return peerContext(netcap.ConnContext(ctx, c), c)
+		},
 		MaxHeaderBytes:    16 << 10,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
@@ -116,6 +119,7 @@ func (s *Server) handler(log *slog.Logger) http.Handler {
 		w.Header().Set("Cache-Control", "no-store")
 		w.Write(append(body, '\n'))
 	})
+	mux.HandleFunc("POST "+ControlPath, s.control(log))
 	return mux
 }
 

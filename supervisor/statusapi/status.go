@@ -36,8 +36,8 @@ type Status struct {
 	Source string `json:"source"`
 	// At is when the document was built.
 	At time.Time `json:"at"`
-	// Ready is true when every service is ready (false when there are none, and always
-	// false from PM2's view).
+	// Ready is true when every service is ready, leaving out those an operator stopped
+	// through the agent (false when none is ready, and always false from PM2's view).
 	Ready bool `json:"ready"`
 	// Agent is the agent's own state; null when Source is SourcePM2.
 	Agent *Agent `json:"agent"`
@@ -105,6 +105,14 @@ type Service struct {
 	Detail string `json:"detail"`
 	// LastExit is how the last instance ended; null before the first exit.
 	LastExit *Exit `json:"lastExit"`
+	// CPUPercent is the whole process tree's CPU use over the agent's last sampling
+	// interval, in percent of one core (150 = one and a half cores); null when not running
+	// or not measured yet (it takes two samples of an instance).
+	CPUPercent *float64 `json:"cpuPercent"`
+	// StoppedByOperator: stopped through the agent (livinity-agent stop); the agent does
+	// not probe or restart it until livinity-agent start, and it does not count against the
+	// document's Ready.
+	StoppedByOperator bool `json:"stoppedByOperator"`
 }
 
 // Exit is how an instance ended.
@@ -188,9 +196,14 @@ func fromService(sv state.Service, now time.Time) Service {
 			PM2:    sv.Restarts[state.ReasonPM2],
 			Manual: sv.Restarts[state.ReasonManual],
 		},
-		PM2Restarts: sv.PM2Restarts,
-		NextAttempt: timePtr(sv.NextAttempt),
-		Detail:      sv.Detail,
+		PM2Restarts:       sv.PM2Restarts,
+		NextAttempt:       timePtr(sv.NextAttempt),
+		Detail:            sv.Detail,
+		StoppedByOperator: sv.OperatorStopped,
+	}
+	if sv.CPUMeasured && sv.PID > 0 {
+		c := math.Round(sv.CPUPercent*10) / 10
+		out.CPUPercent = &c
 	}
 	if sv.PID > 0 {
 		out.UptimeSeconds = since(sv.Started, now)

@@ -41,6 +41,7 @@ func knownSnapshot() state.Snapshot {
 			Name: "livos", PM2Status: "online", PID: 4242, Started: t0.Add(time.Minute),
 			Phase: state.Ready, Ready: true, Since: t0.Add(90 * time.Second),
 			Restarts: reasons(), MemoryBytes: 187 << 20, MemoryKind: "pss", MemoryLimitBytes: 500 << 20,
+			CPUPercent: 12.345, CPUMeasured: true, CPUSeconds: 98.5,
 			LastProbe: state.ProbeResult{Type: "readiness", OK: true, Outcome: "success",
 				Duration: 1234567 * time.Nanosecond, At: now.Add(-2 * time.Second)},
 		}, {
@@ -52,7 +53,9 @@ func knownSnapshot() state.Snapshot {
 			NextAttempt:      now.Add(20 * time.Second),
 			Detail:           "crashed 2 times; next restart in 20s",
 		}, {
-			Name: "nexus-worker", Phase: state.Stopped, Restarts: reasons(),
+			Name: "nexus-worker", Phase: state.Stopped, Restarts: reasons(), Since: now.Add(-time.Minute),
+			OperatorStopped: true, OperatorStoppedAt: now.Add(-time.Minute), PM2Status: "stopped",
+			Detail: "stopped by the operator (livinity-agent stop); livinity-agent start nexus-worker resumes it",
 		}},
 	}
 }
@@ -108,8 +111,28 @@ func TestFromSnapshot(t *testing.T) {
 	if mem.UptimeSeconds != 0 || mem.NextAttemptInSeconds == nil || *mem.NextAttemptInSeconds != 20 {
 		t.Fatalf("nexus-memory = %+v", mem)
 	}
-	if worker.LastProbe != nil || worker.Since != nil || worker.State != "stopped" {
+	if worker.LastProbe != nil || worker.State != "stopped" || !worker.StoppedByOperator || worker.CPUPercent != nil {
 		t.Fatalf("nexus-worker = %+v", worker)
+	}
+	if livos.CPUPercent == nil || *livos.CPUPercent != 12.3 {
+		t.Fatalf("livos cpu = %v, want 12.3 (rounded to a tenth)", livos.CPUPercent)
+	}
+
+	// A service an operator stopped does not count against readiness; one that is merely
+	// stopped does.
+	snap := knownSnapshot()
+	snap.Services = []state.Service{snap.Services[0], snap.Services[2]}
+	if st := FromSnapshot(snap, now); !st.Ready {
+		t.Fatal("an operator-stopped service made the document not ready")
+	}
+	snap.Services[1].OperatorStopped = false
+	if st := FromSnapshot(snap, now); st.Ready {
+		t.Fatal("a stopped service (not by the operator) left the document ready")
+	}
+	snap.Services = snap.Services[1:]
+	snap.Services[0].OperatorStopped = true
+	if st := FromSnapshot(snap, now); st.Ready {
+		t.Fatal("every service stopped by the operator, yet ready")
 	}
 
 	// A retry already due counts 0 seconds, not negative ones.
@@ -119,7 +142,7 @@ func TestFromSnapshot(t *testing.T) {
 	}
 
 	// All ready; an unknown restart reason still counts in the total.
-	snap := knownSnapshot()
+	snap = knownSnapshot()
 	snap.Services = snap.Services[:1]
 	snap.Services[0].Restarts["something-new"] = 4
 	st = FromSnapshot(snap, now)
