@@ -88,8 +88,11 @@ func Install(ctx context.Context, o InstallOptions) error {
 	}
 	unitPath, dropped := unitPath(o.PM2)
 	for _, d := range dropped {
-		say("left out of the units' PATH (they run as root): " + d)
+		say("left out of the units' PATH (they run as root, so it takes only directories no one but root can write to): " + d)
 		log.Warn("left a directory out of the units' PATH", "why", d)
+	}
+	if len(dropped) > 0 {
+		say("the units find only what systemd's PATH and the directories kept hold: install node, npm, pnpm and pm2 where root alone can write (e.g. /usr/local), or pass --pm2 with a root-owned pm2")
 	}
 	// The services' unit first, running — adopting a daemon that runs already — before the
 	// agent's new unit is loaded: an earlier version's unit has KillMode=process, which
