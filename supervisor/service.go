@@ -41,6 +41,10 @@ type checkResult struct {
 // service owns one app's supervision: its probes, its restart policy and its entry in the
 // store. Everything below is touched only by its run goroutine, except online.
 type service struct {
+	// listDown: a list said the instance is launching, waiting restart or stopping (the
+	// probes are held); the next list that shows it online starts it over, whatever its
+	// pid, as such a list may have been older than the online event that came before it.
+	listDown bool
 	name     string
 	set      config.ResolvedService
 	breachN  int
@@ -227,7 +231,10 @@ func (s *service) onProcess(ctx context.Context, p pm2.Process) {
 			}
 			break
 		}
-		if p.PID != 0 && p.PID != s.pid {
+		if p.PID != 0 && (p.PID != s.pid || s.listDown) {
+			if s.listDown {
+				s.pid, s.listDown = 0, false // what that list held starts over
+			}
 			s.instanceUp(p.PID)
 		}
 	case pm2.StatusErrored:
@@ -256,6 +263,7 @@ func (s *service) onProcess(ctx context.Context, p pm2.Process) {
 		if s.held {
 			s.setPhase(state.Stopped, s.heldDetail())
 		} else if s.retry == nil {
+			s.listDown = true
 			s.setPhase(state.Restarting, "PM2: "+string(p.Status))
 		}
 	}

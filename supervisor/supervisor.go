@@ -192,6 +192,10 @@ type listResult struct {
 	err   error
 }
 
+// maxStaleLists bounds how many lists in a row are asked for again because events came
+// while they were under way (so that a storm of events cannot starve the services of lists).
+const maxStaleLists = 3
+
 // loop dispatches PM2's updates to the services, reconciles with a full list after events
 // and periodically (off the loop, under listTimeout, so that a hung daemon neither stalls
 // the loop nor goes unnoticed), and brings a dead daemon back. Only a daemon that is gone
@@ -215,6 +219,9 @@ func (s *Supervisor) loop(ctx context.Context, updates <-chan pm2.Update) error 
 		gaveWay        bool               // and it was stopped for a restore
 		stopRecover    context.CancelFunc = func() {}
 		listing        bool
+		listAsked      time.Time // when the list under way was asked for
+		lastEvent      time.Time // when the last event arrived
+		staleLists     int       // lists in a row asked for before the last event
 		listDone       = make(chan listResult, 1)
 		recoverDone    = make(chan error, 1)
 		recoverWait    = backoff.NewExponentialBackOff(backoff.WithInitialInterval(time.Second),
@@ -225,7 +232,7 @@ func (s *Supervisor) loop(ctx context.Context, updates <-chan pm2.Update) error 
 		if listing {
 			return
 		}
-		listing = true
+		listing, listAsked = true, time.Now()
 		go func() {
 			lctx, cancel := context.WithTimeout(ctx, listTimeout)
 			defer cancel()
@@ -283,6 +290,7 @@ func (s *Supervisor) loop(ctx context.Context, updates <-chan pm2.Update) error 
 				onList(u.Snapshot)
 				lastList = time.Now()
 			case u.Event != nil:
+				lastEvent = time.Now()
 				s.dispatch(ctx, u.Event.Name, msg{event: u.Event})
 				if reconcile == nil {
 					reconcile = time.After(20 * time.Millisecond) // learn the new pid
@@ -320,7 +328,15 @@ func (s *Supervisor) loop(ctx context.Context, updates <-chan pm2.Update) error 
 			listing = false
 			switch {
 			case !connected:
+			case r.err == nil && listAsked.Before(lastEvent) && staleLists < maxStaleLists:
+				// asked for before an event the services have seen, the list may say what
+				// the event changed (PM2 answers on its RPC socket, events come on the bus:
+				// no order between them): a list that says "waiting restart" after the
+				// "online" event held a restarted service as restarting for good. Ask again.
+				staleLists++
+				startList()
 			case r.err == nil:
+				staleLists = 0
 				s.pm2State(true, "")
 				onList(r.procs)
 			case errors.Is(r.err, pm2.ErrNoReply):
