@@ -1,5 +1,6 @@
-// Package bench holds the agent's benchmarks that need no package internals; the scripts
-// next to it run them and print the figures (see README.md).
+// Package bench holds the agent's benchmarks that need no package internals:
+// BenchmarkTable (the side-by-side table, see README.md) and BenchmarkList. They run only
+// with -bench; the normal suite only compiles them and renders a made-up table.
 package bench
 
 import (

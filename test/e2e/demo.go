@@ -25,9 +25,19 @@ type Demo struct {
 // NewDemo prepares a Demo; the PM2 daemon under its home is killed at cleanup.
 func NewDemo(t testing.TB) *Demo {
 	t.Helper()
+	return NewDemoWithAgent(t, "")
+}
+
+// NewDemoWithAgent is NewDemo with the given livinity-agent binary instead of a build of
+// the working tree ("" builds it, as NewDemo): the benchmarks measure a build of a commit.
+func NewDemoWithAgent(t testing.TB, agent string) *Demo {
+	t.Helper()
 	testenv.Require(t, "node", "npm", "python3")
 	d := &Demo{Base: testenv.ShortTempDir(t), PATH: testenv.PATH(t), PM2Bin: filepath.Join(testenv.ToolsBin(t), "pm2")}
-	d.Agent = testenv.BuildAgent(t, d.Base)
+	d.Agent = agent
+	if agent == "" {
+		d.Agent = testenv.BuildAgent(t, d.Base)
+	}
 	d.Tree = filepath.Join(d.Base, "tree")
 	if err := demo.Extract(d.Tree); err != nil {
 		t.Fatal(err)
