@@ -6,8 +6,9 @@
 // The table is seeded by one scan of /proc after subscribing (events that race with the
 // scan are queued on the socket and applied after it, in order). A scan is made again only
 // when the kernel dropped events because the socket's buffer was full (ENOBUFS). Listen
-// needs CAP_NET_ADMIN in the initial user and network namespaces (the agent runs as root
-// on the host); elsewhere it fails and the caller scans /proc instead.
+// must run in the initial user, pid and network namespaces, and before Linux 6.6 it needs
+// CAP_NET_ADMIN (the agent runs as root on the host; from 6.6 any user may listen);
+// elsewhere it fails and the caller scans /proc instead.
 //
 // The events are read in batches (see Batch) and before every query, not one by one.
 //
@@ -76,8 +77,9 @@ type Listener struct {
 }
 
 // Listen subscribes to the proc connector and seeds the table from one /proc scan. The
-// error says why not (EPERM: not root; EPROTONOSUPPORT: not in the initial network
-// namespace, or no CONFIG_PROC_EVENTS).
+// error says why not (EPERM: not root, before Linux 6.6; EPROTONOSUPPORT: not in the
+// initial network namespace, or no CONFIG_PROC_EVENTS; no acknowledgement: another user
+// or pid namespace).
 func Listen() (*Listener, error) {
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.NETLINK_CONNECTOR)
 	if err != nil {
@@ -103,8 +105,8 @@ func Listen() (*Listener, error) {
 	if err := send(fd, procCnMcastListen, -1); err != nil {
 		return nil, err
 	}
-	if !acked(fd, time.Second) {
-		return nil, errors.New("proc connector: the kernel does not acknowledge the subscription (not root, or not the initial namespaces?)")
+	if err := acked(fd, time.Second); err != nil {
+		return nil, err
 	}
 	// then narrow it to fork and exit events: kernels from 6.6 apply the filter (and drop
 	// its acknowledgement, which is no fork or exit), older ones ignore a message of this
@@ -161,8 +163,9 @@ func send(fd int, op uint32, events int64) error {
 }
 
 // acked waits up to d for the kernel's acknowledgement of a subscription (a
-// PROC_EVENT_NONE); events already arriving are left for the table (the seed follows).
-func acked(fd int, d time.Duration) bool {
+// PROC_EVENT_NONE) and returns the error it carries (EPERM without CAP_NET_ADMIN); events
+// already arriving are left for the table (the seed follows).
+func acked(fd int, d time.Duration) error {
 	buf := make([]byte, 4096)
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {
@@ -177,16 +180,20 @@ func acked(fd int, d time.Duration) bool {
 		}
 		for _, ev := range parse(buf[:n]) {
 			if ev.what == procEventNone {
-				return true
+				if ev.ackErr != 0 {
+					return fmt.Errorf("proc connector: subscribe: %w", syscall.Errno(ev.ackErr))
+				}
+				return nil
 			}
 		}
 	}
-	return false
+	return errors.New("proc connector: the kernel did not acknowledge the subscription (not in the initial user and pid namespaces?)")
 }
 
 type event struct {
 	what                  uint32
 	pid, tgid, parentTgid int32
+	ackErr                uint32 // PROC_EVENT_NONE: the acknowledgement's error
 }
 
 // parse decodes the proc events of one datagram.
@@ -209,6 +216,10 @@ func parse(b []byte) []event {
 		e := event{what: le.Uint32(ev[0:])}
 		data := ev[evHdrLen:]
 		switch e.what {
+		case procEventNone:
+			if len(data) >= 4 {
+				e.ackErr = le.Uint32(data[0:])
+			}
 		case procEventFork:
 			if len(data) < 16 {
 				continue
