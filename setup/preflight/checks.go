@@ -212,7 +212,11 @@ func (o Options) checkRedis(ctx context.Context, users []string) Result {
 	d := net.Dialer{Timeout: o.DialTimeout}
 	conn, err := d.DialContext(ctx, "tcp", o.RedisAddr)
 	if err != nil {
-		return bad(fmt.Sprintf("cannot connect to %s (needed by %s): %v", o.RedisAddr, strings.Join(users, ", "), err))
+		who := "needed by " + strings.Join(users, ", ")
+		if len(users) == 0 {
+			who = "no service of the catalog needs it"
+		}
+		return bad(fmt.Sprintf("cannot connect to %s (%s): %v", o.RedisAddr, who, err))
 	}
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(o.DialTimeout))

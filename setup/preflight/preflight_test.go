@@ -235,8 +235,8 @@ func TestRedis(t *testing.T) {
 	c := testConfig(t, 0, 0, 0)
 	c.Agent.Catalog = []config.CatalogEntry{{Name: "nexus-core", Needs: []string{}}, {Name: "nexus-worker", Disabled: true}, {Name: "nexus-mcp", Disabled: true}}
 	r = find(t, Run(context.Background(), c, Options{RedisAddr: closed}), NameRedis)
-	if r.Status != Warn || r.Critical {
-		t.Errorf("closed port, no service needs redis: %+v, want WARN", r)
+	if r.Status != Warn || r.Critical || !strings.Contains(r.Detail, "(no service of the catalog needs it)") {
+		t.Errorf("closed port, no service needs redis: %+v, want WARN saying no service needs it", r)
 	}
 }
 
