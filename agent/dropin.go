@@ -94,6 +94,34 @@ func rootOnly(dir string) error {
 	return nil
 }
 
+// rootOnlyProgram fails unless only root can change the program at path: the file (after
+// symlinks) owned by root and writable by neither group nor others, in directories
+// rootOnly accepts (as named and after symlinks).
+func rootOnlyProgram(path string) error {
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	for _, dir := range []string{filepath.Dir(path), filepath.Dir(real)} {
+		if err := rootOnly(dir); err != nil {
+			return err
+		}
+	}
+	fi, err := os.Stat(real)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	switch st, ok := fi.Sys().(*syscall.Stat_t); {
+	case !ok:
+		return fmt.Errorf("%s: its owner is unknown", real)
+	case st.Uid != 0:
+		return fmt.Errorf("%s: owned by uid %d, not root", real, st.Uid)
+	case fi.Mode().Perm()&0o022 != 0:
+		return fmt.Errorf("%s: writable by its group or others (mode %s)", real, modeText(fi.Mode()))
+	}
+	return nil
+}
+
 // modeText is m's permission bits in octal, the sticky bit included: 0755, 1777.
 func modeText(m os.FileMode) string {
 	bits := uint32(m.Perm())

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/livinity/livinity-agent/config"
+	"github.com/livinity/livinity-agent/internal/testenv"
 )
 
 // TestDropInsForAnotherPM2Home renders install's drop-ins for a PM2 home and a pm2 program
@@ -123,5 +124,66 @@ func TestUnitPathKeepsOnlyRootOnlyDirectories(t *testing.T) {
 	}
 	if err := rootOnly("/usr/bin"); err != nil {
 		t.Errorf("rootOnly(/usr/bin) = %v", err)
+	}
+}
+
+// TestPM2ProgramMustBeRootOnly: both units run the pm2 program as root, so install takes
+// only one that root alone can change (the file, after symlinks, and every directory above
+// it); a pm2 in a directory others can write to, or a file they can, is refused.
+func TestPM2ProgramMustBeRootOnly(t *testing.T) {
+	// not under /tmp (mode 1777: nothing below it is root-only): under the clone's .tools
+	base, err := os.MkdirTemp(filepath.Join(testenv.Root(t), ".tools"), "rootonly-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	prog := func(dir string, dirMode, fileMode os.FileMode) string {
+		t.Helper()
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, "pm2")
+		if err := os.WriteFile(p, []byte("#!/bin/sh\n"), fileMode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, fileMode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(dir, dirMode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	if err := rootOnly(base); err != nil {
+		t.Fatalf("the test needs a root-only directory (run it as root, in a clone only root can write to): %v", err)
+	}
+	good := prog(filepath.Join(base, "good"), 0o755, 0o755)
+	if err := rootOnlyProgram(good); err != nil {
+		t.Errorf("a root-only pm2: %v", err)
+	}
+	link := filepath.Join(base, "good", "pm2-link")
+	if err := os.Symlink(good, link); err != nil {
+		t.Fatal(err)
+	}
+	if err := rootOnlyProgram(link); err != nil {
+		t.Errorf("a symlink to a root-only pm2: %v", err)
+	}
+	for _, c := range []struct{ path, want string }{
+		{prog(filepath.Join(base, "open"), 0o777, 0o755), "writable by others (mode 0777)"},
+		{prog(filepath.Join(base, "file"), 0o755, 0o777), "writable by its group or others (mode 0777)"},
+	} {
+		err := rootOnlyProgram(c.path)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: err = %v, want it to say %q", c.path, err, c.want)
+		}
+	}
+	// a symlink in a root-only directory to a pm2 someone else can change
+	evil := prog(filepath.Join(base, "evil"), 0o777, 0o755)
+	link = filepath.Join(base, "good", "pm2-evil")
+	if err := os.Symlink(evil, link); err != nil {
+		t.Fatal(err)
+	}
+	if err := rootOnlyProgram(link); err == nil || !strings.Contains(err.Error(), "writable by others") {
+		t.Errorf("a symlink to a pm2 in an open directory: err = %v, want it refused", err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"time"
 
@@ -78,6 +79,12 @@ func Install(ctx context.Context, o InstallOptions) error {
 	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	// both units run the pm2 program as root
+	if p, err := exec.LookPath(o.PM2); err == nil {
+		if err := rootOnlyProgram(p); err != nil {
+			return fmt.Errorf("install: the pm2 program %s: %w\n    the units run it as root, so only root may be able to change it: install pm2 where root alone can write (as root, npm install -g pm2 puts it in /usr/local/bin) and pass --pm2 with its path", p, err)
+		}
 	}
 	upgrade := unitActive(ctx)
 	if err := writeInstallConfig(o.Config); err != nil {
