@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -103,41 +104,84 @@ func agentConfig(b testing.TB, tree string) *config.Config {
 	return cfg
 }
 
+var (
+	buildOnce  sync.Once
+	builtAgent string // the binary every part of one run measures
+	builtFrom  string // what it was built from, for the header
+	builtDir   string // removed by TestMain
+	buildErr   error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if builtDir != "" {
+		os.RemoveAll(builtDir)
+	}
+	os.Exit(code)
+}
+
 // buildAgent is the release build of the agent (static, as scripts/demo.sh builds it) of
-// the commit at HEAD (exported with git archive: others' uncommitted changes are not
-// measured), of the working tree with -agent-from tree, or a copy of -agent-bin.
+// the commit at HEAD when the run started (exported with git archive: others' uncommitted
+// changes are not measured), of the working tree with -agent-from tree, or -agent-bin. It
+// is built once a run and copied into dir.
 func buildAgent(b testing.TB, dir string) string {
+	buildOnce.Do(func() { builtAgent, builtFrom, buildErr = build(testenv.Root(b)) })
+	if buildErr != nil {
+		b.Fatal(buildErr)
+	}
+	data, err := os.ReadFile(builtAgent)
+	if err != nil {
+		b.Fatal(err)
+	}
 	bin := filepath.Join(dir, "livinity-agent-static")
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	return bin
+}
+
+func build(root string) (bin, from string, err error) {
 	if *flagAgentBin != "" {
-		data, err := os.ReadFile(*flagAgentBin)
+		return *flagAgentBin, "the binary " + *flagAgentBin, nil
+	}
+	dir, err := os.MkdirTemp("", "lvbench")
+	if err != nil {
+		return "", "", err
+	}
+	builtDir = dir
+	src := root
+	switch *flagAgentFrom {
+	case "head":
+		rev, err := exec.Command("git", "-C", root, "rev-parse", "--short", "HEAD").Output()
 		if err != nil {
-			b.Fatal(err)
+			return "", "", fmt.Errorf("git rev-parse HEAD: %w", err)
 		}
-		if err := os.WriteFile(bin, data, 0o755); err != nil {
-			b.Fatal(err)
-		}
-		return bin
-	}
-	src := testenv.Root(b)
-	if *flagAgentFrom == "head" {
-		src = filepath.Join(dir, "agent-src")
+		commit := strings.TrimSpace(string(rev))
+		src = filepath.Join(dir, "src")
 		if err := os.MkdirAll(src, 0o755); err != nil {
-			b.Fatal(err)
+			return "", "", err
 		}
-		export := exec.Command("sh", "-c", "git -C \"$1\" archive HEAD | tar -x -C \"$2\"", "sh", testenv.Root(b), src)
+		export := exec.Command("sh", "-c", "git -C \"$1\" archive \"$2\" | tar -x -C \"$3\"", "sh", root, commit, src)
 		if o, err := export.CombinedOutput(); err != nil {
-			b.Fatalf("export HEAD: %v\n%s", err, o)
+			return "", "", fmt.Errorf("export %s: %v\n%s", commit, err, o)
 		}
-	} else if *flagAgentFrom != "tree" {
-		b.Fatalf("-agent-from %q: want head or tree", *flagAgentFrom)
+		from = "commit " + commit + " (git archive), CGO_ENABLED=0"
+	case "tree":
+		from = "the working tree, CGO_ENABLED=0"
+		if d, _ := exec.Command("git", "-C", root, "status", "--porcelain", "--untracked-files=no").Output(); len(d) > 0 {
+			from += ", with uncommitted changes"
+		}
+	default:
+		return "", "", fmt.Errorf("-agent-from %q: want head or tree", *flagAgentFrom)
 	}
+	bin = filepath.Join(dir, "livinity-agent")
 	cmd := exec.Command("go", "build", "-o", bin, "./cmd/livinity-agent")
 	cmd.Dir = src
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		b.Fatalf("build the agent (%s): %v\n%s", src, err, out)
+		return "", "", fmt.Errorf("build the agent (%s): %v\n%s", src, err, out)
 	}
-	return bin
+	return bin, from, nil
 }
 
 // startAgent onboards the demo tree with `livinity-agent run` and waits until all five
