@@ -237,6 +237,10 @@ func TestControl(t *testing.T) {
 			}
 			return v >= 1
 		})
+		stdout, _, _ := run("status", "nexus-worker")
+		if !regexp.MustCompile(`CPU +RESTARTS`).MatchString(stdout) || !regexp.MustCompile(`nexus-worker .* [0-9]+\.[0-9]% +0 `).MatchString(stdout) {
+			t.Errorf("status table without the CPU column:\n%s", stdout)
+		}
 		os.WriteFile(b.stopF, nil, 0o644) // the burn is over
 	})
 

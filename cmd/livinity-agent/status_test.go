@@ -55,6 +55,7 @@ func readyStore() *state.Store {
 			sv.PID = 4242 + i
 			sv.Started = now.Add(-2 * time.Hour)
 			sv.MemoryBytes, sv.MemoryKind, sv.MemoryLimitBytes = 187<<20+100<<10, "pss", 500<<20
+			sv.CPUPercent, sv.CPUMeasured = 2.5, true
 			sv.LastProbe = state.ProbeResult{Type: "readiness", OK: true, Outcome: "success",
 				Duration: 1234 * time.Microsecond, At: now.Add(-time.Second)}
 		})
@@ -131,7 +132,7 @@ func TestStatusAllReady(t *testing.T) {
 	}
 	for i, n := range livosServices {
 		row := regexp.MustCompile(`(?m)^` + n + `\s+ready\s+yes\s+` + strconv.Itoa(4242+i) +
-			`\s+2h00m\s+187\.1 MiB pss\s+0\s+ok 1\.2ms\s+-$`)
+			`\s+2h00m\s+187\.1 MiB pss\s+2\.5%\s+0\s+ok 1\.2ms\s+-$`)
 		if !row.MatchString(text) {
 			t.Errorf("no row for %s matching %s:\n%s", n, row, text)
 		}
@@ -151,7 +152,7 @@ func TestStatusDegraded(t *testing.T) {
 		t.Fatalf("exit %d (%v), want 1 saying degraded; output:\n%s", code, err, out.String())
 	}
 	text := out.String()
-	row := regexp.MustCompile(`(?m)^nexus-memory\s+backoff\s+no\s+-\s+-\s+-\s+3 \(crash 2, probe 1\)\s+` +
+	row := regexp.MustCompile(`(?m)^nexus-memory\s+backoff\s+no\s+-\s+-\s+-\s+-\s+3 \(crash 2, probe 1\)\s+` +
 		`failure: GET http://127\.0\.0\.1:3300/health: timeout after 2s\s+in 4m\d\ds$`)
 	if !row.MatchString(text) {
 		t.Errorf("no nexus-memory row matching %s:\n%s", row, text)

@@ -26,7 +26,7 @@ func renderStatus(w io.Writer, doc statusapi.Status, color bool) {
 		fmt.Fprintln(w, agentLine(*doc.Agent, color))
 	}
 	rows := [][]statusCell{{{"SERVICE", ""}, {"STATE", ""}, {"READY", ""}, {"PID", ""}, {"UPTIME", ""},
-		{"MEMORY (TREE)", ""}, {"RESTARTS", ""}, {"LAST PROBE", ""}, {"NEXT RETRY", ""}}}
+		{"MEMORY (TREE)", ""}, {"CPU", ""}, {"RESTARTS", ""}, {"LAST PROBE", ""}, {"NEXT RETRY", ""}}}
 	for _, sv := range doc.Services {
 		ready := statusCell{"no", "31"}
 		if sv.Ready {
@@ -39,6 +39,7 @@ func renderStatus(w io.Writer, doc statusapi.Status, color bool) {
 			{pidText(sv.PID), ""},
 			{uptimeText(sv.PID, sv.UptimeSeconds), ""},
 			{memoryText(sv.MemoryBytes, sv.MemoryKind), ""},
+			{cpuText(sv.CPUPercent), ""},
 			{restartsText(sv.Restarts, sv.RestartsTotal), ""},
 			probeCell(sv.LastProbe),
 			{nextRetryText(sv.NextAttemptInSeconds), ""},
@@ -291,4 +292,13 @@ func truncateText(s string, n int) string {
 		return s
 	}
 	return string([]rune(s)[:n-1]) + "…"
+}
+
+// cpuText is the tree's CPU in percent of one core ("12.5%", "150.0%"), or "-" when not
+// measured.
+func cpuText(p *float64) string {
+	if p == nil {
+		return "-"
+	}
+	return strconv.FormatFloat(*p, 'f', 1, 64) + "%"
 }
