@@ -159,6 +159,12 @@ func (b *controlBox) waitDoc(t testing.TB, what string, timeout time.Duration, c
 	return st
 }
 
+// held: nexus-mcp is stopped by the operator, as the agent reports it.
+func held(st statusapi.Status) bool {
+	sv := service(st, "nexus-mcp")
+	return sv.State == "stopped" && sv.StoppedByOperator && !sv.Ready && sv.PID == 0
+}
+
 func service(st statusapi.Status, name string) statusapi.Service {
 	for _, sv := range st.Services {
 		if sv.Name == name {
@@ -286,10 +292,6 @@ func TestControl(t *testing.T) {
 		if code != 0 || !strings.Contains(stdout, "nexus-mcp stopped") {
 			t.Fatalf("stop nexus-mcp: exit %d\n%s%s", code, stdout, stderr)
 		}
-		held := func(st statusapi.Status) bool {
-			sv := service(st, "nexus-mcp")
-			return sv.State == "stopped" && sv.StoppedByOperator && !sv.Ready && sv.PID == 0
-		}
 		b.waitDoc(t, "nexus-mcp stopped by the operator", 10*time.Second, held)
 		// eight probe periods and more than the failure threshold: a supervised service
 		// this long without an answer would have been restarted
@@ -358,6 +360,36 @@ func TestControl(t *testing.T) {
 		if stdout, _, code := run("start", "nexus-mcp"); code != 0 || !strings.Contains(stdout, "already") {
 			t.Errorf("start of a running service: exit %d: %s", code, stdout)
 		}
+	})
+
+	t.Run("stop holds through a PM2 daemon the agent brings back", func(t *testing.T) {
+		if stdout, stderr, code := run("stop", "nexus-mcp"); code != 0 {
+			t.Fatalf("stop nexus-mcp: exit %d\n%s%s", code, stdout, stderr)
+		}
+		b.waitDoc(t, "nexus-mcp stopped by the operator", 10*time.Second, held)
+		pidFile := filepath.Join(b.pm2Home, "pm2.pid")
+		raw, _ := os.ReadFile(pidFile)
+		daemon, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+		if err != nil || daemon <= 1 {
+			t.Fatalf("PM2 daemon pid %q", raw)
+		}
+		const again = "stopping again a service the operator stopped"
+		stopsBefore := strings.Count(b.logs.String(), again)
+		syscall.Kill(daemon, syscall.SIGKILL)
+		// the agent resurrects the saved list, which has nexus-mcp online
+		b.waitDoc(t, "a new PM2 daemon with the other services ready", 90*time.Second, func(st statusapi.Status) bool {
+			raw, _ := os.ReadFile(pidFile)
+			now, _ := strconv.Atoi(strings.TrimSpace(string(raw)))
+			return now != daemon && now > 1 && st.Ready && st.Agent.PM2Connected
+		})
+		testenv.WaitFor(t, "nexus-mcp, which the resurrected list started, stopped again", 20*time.Second, func() bool {
+			return strings.Count(b.logs.String(), again) > stopsBefore && b.pm2Proc(t, "nexus-mcp").Status == pm2.StatusStopped
+		})
+		b.waitDoc(t, "nexus-mcp held", 10*time.Second, held)
+		if stdout, stderr, code := run("start", "nexus-mcp"); code != 0 {
+			t.Fatalf("start nexus-mcp: exit %d\n%s%s", code, stdout, stderr)
+		}
+		b.waitDoc(t, "nexus-mcp ready", 30*time.Second, func(st statusapi.Status) bool { return service(st, "nexus-mcp").Ready })
 	})
 
 	t.Run("control is refused to a user who may only read the status, exit 4", func(t *testing.T) {
