@@ -216,7 +216,7 @@ var (
 	// ErrUnknownAction: the action is not one of Actions.
 	ErrUnknownAction = errors.New("no such action")
 	// ErrNotSupervising: nothing handles commands (the agent is still onboarding).
-	ErrNotSupervising = errors.New("the agent is not supervising yet")
+	ErrNotSupervising = errors.New("the agent is not supervising yet (onboarding); try again once `livinity-agent status` shows the services")
 	// ErrBusy: the service is in the middle of something that the command would fight
 	// (a restart under way); try again.
 	ErrBusy = errors.New("the service is busy")
