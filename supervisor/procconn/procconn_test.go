@@ -41,6 +41,7 @@ func listen(t *testing.T) *Listener {
 func shell(t *testing.T) (*exec.Cmd, io.Writer, *bufio.Reader) {
 	t.Helper()
 	cmd := exec.Command("sh")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // its workers are killed with it
 	in, _ := cmd.StdinPipe()
 	out, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
