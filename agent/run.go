@@ -4,14 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+	"github.com/livinity/livinity-agent/internal/footprint"
 	"github.com/livinity/livinity-agent/metrics"
 	"github.com/livinity/livinity-agent/pipeline"
 	"github.com/livinity/livinity-agent/supervisor"
@@ -133,6 +136,7 @@ func Run(ctx context.Context, o Options, r RunOptions) error {
 		sup.Store(s)
 		log.Info("supervising", "services", len(cfg.ServiceNames()), "pm2Home", a.plan.PM2Home, "metrics", listen)
 		notifier.Ready()
+		g.Go(func() error { trimLoop(gctx, log); return nil })
 		return s.Run(gctx)
 	})
 	err = g.Wait()
@@ -224,4 +228,42 @@ func (a *Agent) onboardIfNeeded(ctx context.Context, store *state.Store, notifie
 	}
 	store.UpdateAgent(func(s *state.Agent) { s.Setup = setupState })
 	return err
+}
+
+// trimAfter is how long supervision runs before trimLoop first gives back what the start
+// alone used (long enough for every probe, the metrics and the status socket to have
+// run); trimEvery is how often it does again, so that the resident set is what the last
+// minute used (a first scrape's one-off setup, say, does not stay). Each trim costs the
+// minor faults of the pages used again: about a millisecond.
+const (
+	trimAfter = 15 * time.Second
+	trimEvery = time.Minute
+)
+
+// daemonGCPercent is the supervising agent's GOGC (unless GOGC is set): its live heap is
+// a megabyte or two, so a collection every quarter of that costs little CPU and keeps the
+// heap near what is live.
+const daemonGCPercent = 25
+
+// trimLoop gives back the memory only the start, or a one-off since the last trim,
+// touched (see internal/footprint) until ctx ends.
+func trimLoop(ctx context.Context, log *slog.Logger) {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(daemonGCPercent)
+	}
+	wait := trimAfter
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		if n, err := footprint.Trim(); err != nil {
+			log.Debug("could not page out the program's unused pages; not trying again", "err", err)
+			return
+		} else if wait == trimAfter {
+			log.Debug("paging out the program's pages the supervision does not use", "programBytes", n, "every", trimEvery)
+		}
+		wait = trimEvery
+	}
 }
