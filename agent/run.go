@@ -127,7 +127,7 @@ func Run(ctx context.Context, o Options, r RunOptions) error {
 			return nil // stopped while onboarding
 		}
 		s, err := supervisor.New(supervisor.Options{
-			Config: cfg, PM2Home: a.plan.PM2Home, PM2Bin: a.o.PM2, Ecosystem: a.box.EcosystemFile(),
+			Config: cfg, PM2Home: a.plan.PM2Home, PM2Bin: a.o.PM2, Ecosystem: a.box.EcosystemFile(), StateDir: a.plan.StateDir,
 			Store: store, Logger: log, Observer: m, StartDaemon: pm2StartDaemon(a.plan.PM2Home),
 		})
 		if err != nil {
