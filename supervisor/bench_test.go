@@ -72,7 +72,7 @@ func crashDetection(t testing.TB, kills int) {
 		b.ResetTimer()
 	}
 	seen := make([][]time.Duration, len(stores))
-	var floors []time.Duration
+	var floors, over []time.Duration
 	for i := range kills {
 		settle(fmt.Sprintf("before kill %d", i+1))
 		p := f.procs()[target]
@@ -119,6 +119,8 @@ func crashDetection(t testing.TB, kills int) {
 		select {
 		case end := <-floor:
 			floors = append(floors, end.Sub(at))
+			// the agent's own share: its state change after the kernel had the process gone
+			over = append(over, seen[0][len(seen[0])-1]-end.Sub(at))
 		case <-time.After(10 * time.Second):
 		}
 		for _, u := range unsubscribe {
@@ -135,6 +137,7 @@ func crashDetection(t testing.TB, kills int) {
 	t.Logf("crash → state change over %d kills of %s: pidfd agent %s", kills, target, summary(seen[0]))
 	t.Logf("crash → state change over %d kills of %s: bus-only agent (baseline) %s", kills, target, summary(seen[1]))
 	t.Logf("crash → pidfd readable (the floor: a thread blocked in poll on it): %s", summary(floors))
+	t.Logf("pidfd agent's state change after the floor, kill by kill (the agent's own share; negative when its poller woke first): %s", summary(over))
 	t.Logf("pidfd / bus: p50 %.3f, p99 %.3f", ratio(pidfd.p50, viaBus.p50), ratio(pidfd.p99, viaBus.p99))
 	if b, ok := t.(*testing.B); ok {
 		b.ReportMetric(ms(pidfd.p50), "pidfd-p50-ms")
