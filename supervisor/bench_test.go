@@ -99,7 +99,7 @@ func crashDetection(t testing.TB, kills int) {
 			}()
 		}
 		at := time.Now()
-		if err := syscall.Kill(p.PID, syscall.SIGKILL); err != nil {
+		if err := sendSignal(p.PID, syscall.SIGKILL); err != nil {
 			t.Fatalf("kill %d: %v", i+1, err)
 		}
 		for j, changes := range chans {

@@ -66,7 +66,7 @@ func TestEmptyDaemonAfterDeath(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
+			if err := sendSignal(old, syscall.SIGKILL); err != nil {
 				t.Fatal(err)
 			}
 		})
@@ -128,7 +128,7 @@ func TestUndecodableFieldRestartsNothing(t *testing.T) {
 	if strings.Contains(f.logs.String(), "the PM2 daemon is gone") {
 		t.Error("a reply with an unexpected field was taken for a dead daemon")
 	}
-	if err := syscall.Kill(before["nexus-worker"].PID, syscall.SIGKILL); err != nil {
+	if err := sendSignal(before["nexus-worker"].PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	testenv.WaitFor(t, "the crash of nexus-worker counted", 20*time.Second, func() bool {
@@ -147,10 +147,10 @@ func TestHungDaemonIsReported(t *testing.T) {
 	f := newFixture(t, nil, nil)
 	before := f.procs()
 	daemon := f.daemonPID()
-	if err := syscall.Kill(daemon, syscall.SIGSTOP); err != nil {
+	if err := sendSignal(daemon, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	defer syscall.Kill(daemon, syscall.SIGCONT)
+	defer sendSignal(daemon, syscall.SIGCONT)
 	stopped := time.Now()
 	testenv.WaitFor(t, "the hung daemon reported", 20*time.Second, func() bool {
 		a := f.store.Snapshot().Agent
@@ -161,7 +161,7 @@ func TestHungDaemonIsReported(t *testing.T) {
 		t.Error("the box shows ready while PM2 does not answer")
 	}
 	time.Sleep(3 * time.Second)
-	if err := syscall.Kill(daemon, syscall.SIGCONT); err != nil {
+	if err := sendSignal(daemon, syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
 	testenv.WaitFor(t, "PM2 connected again", 20*time.Second, func() bool {
@@ -185,11 +185,13 @@ func TestStatusTellsWhatIsKnownNow(t *testing.T) {
 	before := f.procs()
 
 	// kill -9: the signal, from PM2's own log line on the bus
-	if err := syscall.Kill(before["livos"].PID, syscall.SIGKILL); err != nil {
+	if err := sendSignal(before["livos"].PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	testenv.WaitFor(t, "the exit of livos recorded", 10*time.Second, func() bool {
-		return !f.service("livos").LastExit.At.IsZero()
+	// the pidfd records the exit at once, without a cause; PM2's bus brings the cause
+	testenv.WaitFor(t, "the exit of livos recorded with its cause", 10*time.Second, func() bool {
+		e := f.service("livos").LastExit
+		return !e.At.IsZero() && (e.Signal != "" || e.Code != nil)
 	})
 	if e := f.service("livos").LastExit; e.Signal != "SIGKILL" {
 		t.Errorf("kill -9 recorded as %+v, want signal SIGKILL", e)
@@ -219,10 +221,10 @@ func TestStatusTellsWhatIsKnownNow(t *testing.T) {
 	changes, cancel := f.store.Subscribe()
 	defer cancel()
 	mcp := f.procs()["nexus-mcp"].PID
-	if err := syscall.Kill(mcp, syscall.SIGSTOP); err != nil {
+	if err := sendSignal(mcp, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	defer syscall.Kill(mcp, syscall.SIGCONT)
+	defer sendSignal(mcp, syscall.SIGCONT)
 	var notReady, restarting time.Time
 	for restarting.IsZero() {
 		select {
@@ -249,7 +251,7 @@ func TestStatusTellsWhatIsKnownNow(t *testing.T) {
 
 	// the daemon dies: no row keeps the old pid or uptime
 	old := f.procs()
-	if err := syscall.Kill(f.daemonPID(), syscall.SIGKILL); err != nil {
+	if err := sendSignal(f.daemonPID(), syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	testenv.WaitFor(t, "the agent to see the daemon gone", 5*time.Second, func() bool {

@@ -44,19 +44,19 @@ func TestExitSeenWithoutTheBus(t *testing.T) {
 	changes, cancel := f.store.Subscribe()
 	defer cancel()
 
-	if err := syscall.Kill(daemon, syscall.SIGSTOP); err != nil {
+	if err := sendSignal(daemon, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
 	thawed := false
 	thaw := func() {
 		if !thawed {
 			thawed = true
-			syscall.Kill(daemon, syscall.SIGCONT)
+			sendSignal(daemon, syscall.SIGCONT)
 		}
 	}
 	defer thaw()
 	killed := time.Now()
-	if err := syscall.Kill(p.PID, syscall.SIGKILL); err != nil {
+	if err := sendSignal(p.PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	// well before the liveness probe (period 0.5 s, 3 failures) could restart it

@@ -3,11 +3,13 @@ package supervisor_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -213,4 +215,14 @@ func (f *fixture) untouched(before map[string]pm2.Process, names ...string) {
 				n, before[n].PID, now[n].PID, before[n].RestartTime, now[n].RestartTime, rs[n])
 		}
 	}
+}
+
+// sendSignal is syscall.Kill for a process a test found, refusing a pid of 0 or less:
+// kill(0, sig) signals the test's own process group (a SIGSTOP of a pid a failed list left
+// at 0 froze a whole test run once).
+func sendSignal(pid int, sig syscall.Signal) error {
+	if pid <= 0 {
+		return fmt.Errorf("refusing to send %v to pid %d: the test did not find the process", sig, pid)
+	}
+	return syscall.Kill(pid, sig)
 }

@@ -19,7 +19,7 @@ import (
 func TestStaleListDoesNotHoldARestartedService(t *testing.T) {
 	f := newFixture(t, nil, nil)
 	stale := f.procs()
-	if err := syscall.Kill(stale["nexus-core"].PID, syscall.SIGKILL); err != nil {
+	if err := sendSignal(stale["nexus-core"].PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(20 * time.Second)

@@ -37,7 +37,7 @@ func TestKillNineIsSeenAtOnceAndRecovered(t *testing.T) {
 	defer cancel()
 
 	killed := time.Now()
-	if err := syscall.Kill(before["nexus-core"].PID, syscall.SIGKILL); err != nil {
+	if err := sendSignal(before["nexus-core"].PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	var seen time.Time
@@ -73,10 +73,10 @@ func TestHungServiceIsRestartedByLiveness(t *testing.T) {
 	live := f.cfg.ServiceSettings("nexus-mcp").Liveness
 	pid := before["nexus-mcp"].PID
 	stopped := time.Now()
-	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+	if err := sendSignal(pid, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	defer syscall.Kill(pid, syscall.SIGCONT)
+	defer sendSignal(pid, syscall.SIGCONT)
 	var restarted time.Time
 	for restarted.IsZero() {
 		select {
@@ -200,7 +200,7 @@ func TestPM2DaemonKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	daemon, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err := syscall.Kill(daemon, syscall.SIGKILL); err != nil {
+	if err := sendSignal(daemon, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	testenv.WaitFor(t, "the agent to see the daemon gone", 10*time.Second, func() bool {
@@ -230,7 +230,7 @@ func TestPM2DaemonKilled(t *testing.T) {
 	}
 	// a restart by the agent under the new daemon (whose restart_time starts again at 0)
 	// is counted once, by its reason, and never again as "pm2" by a later list
-	if err := syscall.Kill(after["nexus-mcp"].PID, syscall.SIGSTOP); err != nil {
+	if err := sendSignal(after["nexus-mcp"].PID, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
 	testenv.WaitFor(t, "a probe restart of nexus-mcp", 20*time.Second, func() bool {
@@ -252,7 +252,7 @@ func TestPM2DaemonKilled(t *testing.T) {
 func TestPortTakenByAnotherProcess(t *testing.T) {
 	f := newFixture(t, nil, nil)
 	before := f.procs()
-	if err := syscall.Kill(before["livos"].PID, syscall.SIGKILL); err != nil {
+	if err := sendSignal(before["livos"].PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	var l net.Listener
@@ -301,7 +301,7 @@ func TestWrapperKilledLeavesNoChildBehind(t *testing.T) {
 		return false
 	})
 	childStart := procfs.StartTime(child)
-	if err := syscall.Kill(wrapper, syscall.SIGKILL); err != nil {
+	if err := sendSignal(wrapper, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	testenv.WaitFor(t, "livos restarted and ready", 30*time.Second, func() bool {

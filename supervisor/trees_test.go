@@ -64,7 +64,7 @@ func TestLeakingWorkerSeenWithoutScanning(t *testing.T) {
 		return child > 0
 	})
 	forked := time.Now()
-	t.Cleanup(func() { syscall.Kill(child, syscall.SIGKILL) })
+	t.Cleanup(func() { sendSignal(child, syscall.SIGKILL) })
 	period := f.cfg.ServiceSettings("nexus-worker").Liveness.Period()
 	var seen time.Duration
 	testenv.WaitFor(t, "the worker's memory in nexus-worker's", 10*time.Second, func() bool {
