@@ -445,3 +445,22 @@ func TestStatusWatchClearsATerminal(t *testing.T) {
 		t.Fatalf("terminal output lacks the table:\n%q", got.String())
 	}
 }
+
+// TestStatusOperatorStopped: a service the operator stopped does not make the box degraded
+// (exit 0), and the summary says it is held and how to start it.
+func TestStatusOperatorStopped(t *testing.T) {
+	store := readyStore()
+	store.Update("nexus-worker", func(sv *state.Service) {
+		sv.Phase, sv.Ready, sv.Detail = state.Stopped, false, "stopped by the operator"
+		sv.OperatorStopped = true
+	})
+	dir := serveStatus(t, store)
+	var out, errOut bytes.Buffer
+	code, err := runStatusCLI(t.Context(), &out, &errOut, "--runtime-dir", dir, "status")
+	if code != 0 || err != nil {
+		t.Fatalf("exit %d (%v), want 0: an operator's stop is no degradation; output:\n%s", code, err, out.String())
+	}
+	if want := "4/5 services ready (1 stopped by the operator: livinity-agent start SERVICE)"; !strings.Contains(out.String(), want) {
+		t.Errorf("output lacks %q:\n%s", want, out.String())
+	}
+}

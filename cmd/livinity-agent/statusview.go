@@ -48,6 +48,9 @@ func renderStatus(w io.Writer, doc statusapi.Status, color bool) {
 	writeTable(w, rows, color)
 	n := countReady(doc)
 	summary := statusCell{fmt.Sprintf("%d/%d services ready", n, len(doc.Services)), "32"}
+	if held := countOperatorStopped(doc); held > 0 {
+		summary.text += fmt.Sprintf(" (%d stopped by the operator: livinity-agent start SERVICE)", held)
+	}
 	if !doc.Ready {
 		summary.color = "31"
 	}
@@ -301,4 +304,16 @@ func cpuText(p *float64) string {
 		return "-"
 	}
 	return strconv.FormatFloat(*p, 'f', 1, 64) + "%"
+}
+
+// countOperatorStopped is how many services the operator holds stopped (livinity-agent
+// stop): they do not make the box degraded.
+func countOperatorStopped(doc statusapi.Status) int {
+	n := 0
+	for _, sv := range doc.Services {
+		if sv.StoppedByOperator {
+			n++
+		}
+	}
+	return n
 }
