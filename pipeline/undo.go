@@ -190,18 +190,6 @@ func presentApps(apps []App, names []string) []string {
 	return out
 }
 
-// isDaemon reports whether pid is the PM2 daemon of home: its command line is PM2's God
-// Daemon title naming that home. A stale pm2.pid may name any process after a crash or a
-// reboot (pid reuse); only the daemon itself is ever signalled.
-func isDaemon(pid int, home string) bool {
-	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
-	if err != nil {
-		return false
-	}
-	cmd := strings.TrimRight(strings.ReplaceAll(string(b), "\x00", " "), " ")
-	return strings.HasPrefix(cmd, "PM2 v") && strings.Contains(cmd, "God Daemon ("+home+")")
-}
-
 // waitDaemon reports whether a PM2 daemon is alive under home (its pm2.pid names a live
 // PM2 daemon of that home), waiting up to 10 s for its socket to answer.
 func waitDaemon(ctx context.Context, home string, pm PM2) bool {
@@ -210,7 +198,7 @@ func waitDaemon(ctx context.Context, home string, pm PM2) bool {
 		return false
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 1 || !isDaemon(pid, home) {
+	if err != nil || pid <= 1 || !procfs.IsPM2Daemon(pid, home) {
 		return false
 	}
 	for i := 0; i < 100; i++ {
@@ -219,7 +207,7 @@ func waitDaemon(ctx context.Context, home string, pm PM2) bool {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if start := procfs.StartTime(pid); start != 0 && isDaemon(pid, home) && procfs.Alive(pid, start) {
+	if start := procfs.StartTime(pid); start != 0 && procfs.IsPM2Daemon(pid, home) && procfs.Alive(pid, start) {
 		syscall.Kill(pid, syscall.SIGKILL) // never answered: not a daemon anyone can use
 	}
 	return false

@@ -192,6 +192,10 @@ type listResult struct {
 	err   error
 }
 
+// strayAfter is how long a PM2 daemon may run without answering on its home's sockets
+// before a recovery takes it for a stray (see strays.go).
+const strayAfter = 10 * time.Second
+
 // maxStaleLists bounds how many lists in a row are asked for again because events came
 // while they were under way (so that a storm of events cannot starve the services of lists).
 const maxStaleLists = 3
@@ -650,6 +654,10 @@ func movedByATenth(a, b uint64) bool {
 // the pm2 program.
 func (s *Supervisor) recoverDaemon(ctx context.Context) error {
 	s.killOrphans()
+	// nothing answers on the home's sockets: a daemon of the home that has run for a while
+	// lost them (two were started at once) and serves no one; one just starting (its
+	// unit's, an operator's) is given the time to bind them
+	s.endStrayDaemons(strayAfter)
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	dump := filepath.Join(s.opts.PM2Home, "dump.pm2")
