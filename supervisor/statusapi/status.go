@@ -236,7 +236,9 @@ func since(t, now time.Time) float64 {
 	if t.IsZero() {
 		return 0
 	}
-	return max(seconds(now.Sub(t)), 0)
+	// on the wall clock (Round(0) drops the monotonic reading): a document's "at" and its
+	// durations then agree for anyone who recomputes them from the times it shows
+	return max(seconds(now.Round(0).Sub(t.Round(0))), 0)
 }
 
 // seconds converts d to seconds, rounded to the microsecond so that documents do not
