@@ -363,8 +363,14 @@ func startProcessCompose(b testing.TB, agent *agentStack) *pcStack {
 			"shutdown":     map[string]any{"signal": 2, "timeout_seconds": 5},
 		}
 		if sv.health != "" {
-			proc["liveness_probe"] = probe{HTTPGet: map[string]any{"host": "127.0.0.1", "port": sv.port, "path": sv.health},
+			pr := probe{HTTPGet: map[string]any{"host": "127.0.0.1", "port": sv.port, "path": sv.health},
 				PeriodSeconds: probePeriod, TimeoutSeconds: probeTimeout, FailureThreshold: failureThreshold, InitialDelay: 2}
+			proc["liveness_probe"] = pr
+			if *flagPCReadiness {
+				// with the liveness probe alone, process-compose reported a stopped
+				// (SIGSTOP) service as running and did not replace it (bench/README.md)
+				proc["readiness_probe"] = pr
+			}
 		}
 		procs[name] = proc
 	}
@@ -388,7 +394,11 @@ func startProcessCompose(b testing.TB, agent *agentStack) *pcStack {
 func (s *pcStack) name() string { return "process-compose" }
 
 func (s *pcStack) checks() string {
-	return "HTTP liveness probe at 1 s (timeout 1 s, 3 failures) on the 4 services with a port; restart always, backoff 1 s; no memory limits"
+	c := "HTTP liveness probe at 1 s (timeout 1 s, 3 failures) on the 4 services with a port"
+	if *flagPCReadiness {
+		c += ", and the same as readiness probe"
+	}
+	return c + "; restart always, backoff 1 s; no memory limits"
 }
 
 func (s *pcStack) groups() []group { return []group{{"process-compose", s.cmd.Process.Pid}} }
@@ -410,6 +420,7 @@ func (s *pcStack) view(ctx context.Context, svc string) (view, error) {
 	var st struct {
 		Status    string `json:"status"`
 		IsReady   string `json:"is_ready"`
+		HasProbe  bool   `json:"has_ready_probe"`
 		Restarts  int    `json:"restarts"`
 		Pid       int    `json:"pid"`
 		IsRunning bool   `json:"is_running"`
@@ -418,7 +429,12 @@ func (s *pcStack) view(ctx context.Context, svc string) (view, error) {
 		return view{}, fmt.Errorf("process-compose /process/%s: %s: %w", svc, resp.Status, err)
 	}
 	up := st.Status == "Running" && st.IsRunning
-	return view{state: st.Status, up: up, healthy: up, pid: st.Pid, restarts: st.Restarts}, nil
+	healthy := up && (!st.HasProbe || st.IsReady == "Ready")
+	state := st.Status
+	if st.HasProbe {
+		state += " (" + st.IsReady + ")"
+	}
+	return view{state: state, up: up, healthy: healthy, pid: st.Pid, restarts: st.Restarts}, nil
 }
 
 // ---- monit ----

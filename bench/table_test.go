@@ -31,6 +31,7 @@ var (
 	flagSetupRounds = flag.Int("setup-rounds", 3, "rounds of first run (parallel), no-op re-run, first run (sequential)")
 	flagPeers       = flag.String("peers", "supervisord,monit,process-compose", "peer supervisors to run beside the agent (comma-separated; \"\" for none)")
 	flagFaultWindow = flag.Duration("fault-window", 30*time.Second, "how long each fault (hang, leak, crash loop) is watched")
+	flagPCReadiness = flag.Bool("pc-readiness", false, "give process-compose the same HTTP probe as readiness probe too (with the liveness probe alone it did not act on a hung service)")
 	flagSkip        = flag.String("skip", "", "parts to leave out, comma-separated: setup, list, footprint, kills, faults")
 	flagAgentBin    = flag.String("agent-bin", "", "measure this livinity-agent binary instead of a static build of ./cmd/livinity-agent")
 	flagAgentFrom   = flag.String("agent-from", "head", "build the agent from the commit at HEAD (head) or from the working tree (tree)")
