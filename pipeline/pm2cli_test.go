@@ -4,9 +4,11 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/livinity/livinity-agent/internal/testenv"
 	"github.com/livinity/livinity-agent/pipeline/journal"
 )
 
@@ -97,5 +99,36 @@ func TestUndoPM2KillStopsTheOwnerEvenWithoutADaemon(t *testing.T) {
 	}
 	if got := pm2Calls(t, home); got != nil {
 		t.Errorf("undo of %s without an owner and without a daemon ran pm2 %q", op.Kind, got)
+	}
+}
+
+// TestDeleteAppsToleratesWhatIsGone: the rollback's list of apps can be older than PM2's
+// (a pm2 command of the killed run was still deleting): `pm2 delete a b` fails when a is
+// gone, and the undo must still delete b (a CI rehearsal's kill inside pm2-start wedged
+// every later rollback on "Process or Namespace livos not found").
+func TestDeleteAppsToleratesWhatIsGone(t *testing.T) {
+	bin := testenv.PM2(t, 7)
+	home := testenv.PM2Home(t, bin)
+	idle := filepath.Join(testenv.Root(t), "supervisor", "testdata", "apps", "idle.js")
+	eco := filepath.Join(t.TempDir(), "eco.config.cjs")
+	os.WriteFile(eco, []byte(`module.exports = { apps: [
+  { name: "a", script: `+strconv.Quote(idle)+` }, { name: "b", script: `+strconv.Quote(idle)+` } ] };`), 0o644)
+	pm := NewPM2(bin, home)
+	ctx := t.Context()
+	if err := pm.StartEcosystem(ctx, eco); err != nil {
+		t.Fatal(err)
+	}
+	if err := pm.Delete(ctx, "a"); err != nil { // what the killed run's pm2 did meanwhile
+		t.Fatal(err)
+	}
+	if err := deleteApps(ctx, pm, []string{"a", "b"}); err != nil {
+		t.Fatalf("deleteApps of a gone and a present app: %v", err)
+	}
+	apps, _, err := pm.Apps(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(apps) != 0 {
+		t.Errorf("PM2 still runs %+v", apps)
 	}
 }

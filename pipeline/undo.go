@@ -121,15 +121,10 @@ func undo(ctx context.Context, op journal.Op, opts Options) error {
 		present := presentApps(apps, op.Names)
 		switch op.Kind {
 		case journal.KindPM2Delete:
-			if len(present) == 0 {
-				return nil
-			}
-			return pm.Delete(ctx, present...)
+			return deleteApps(ctx, pm, present)
 		case journal.KindPM2Restart:
-			if len(present) > 0 {
-				if err := pm.Delete(ctx, present...); err != nil {
-					return err
-				}
+			if err := deleteApps(ctx, pm, present); err != nil {
+				return err
 			}
 			killSurvivors(trees) // before the old definition starts again on the same ports
 			if _, err := os.Stat(op.Path); err != nil {
@@ -177,6 +172,28 @@ func killSurvivors(procs map[int]uint64) {
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
+}
+
+// deleteApps deletes the named apps, tolerating what is already gone: `pm2 delete a b`
+// fails when one of them is missing, and a pm2 command of the run being rolled back may
+// still have been deleting some when the list was taken. After a failure it deletes again
+// what PM2 still lists.
+func deleteApps(ctx context.Context, pm PM2, names []string) error {
+	for attempt := 0; len(names) > 0; attempt++ {
+		err := pm.Delete(ctx, names...)
+		if err == nil {
+			return nil
+		}
+		apps, running, lerr := pm.Apps(ctx)
+		if lerr != nil || attempt == 2 {
+			return err
+		}
+		if !running {
+			return nil
+		}
+		names = presentApps(apps, names)
+	}
+	return nil
 }
 
 // presentApps are the names of names that PM2 lists.

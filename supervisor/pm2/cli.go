@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -69,6 +70,10 @@ func (c *CLI) runIn(ctx context.Context, dir string, args ...string) ([]byte, er
 	cmd.Dir = dir
 	// A daemon spawned by the command must not hold the output pipes open for long.
 	cmd.WaitDelay = 5 * time.Second
+	// The command ends with the agent (not a daemon it spawns: fork clears the setting): a
+	// killed onboarding's `pm2 start` must not go on changing the apps while the next run
+	// rolls that onboarding back.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout = &stdout
 	cmd.Stderr = &stderr
