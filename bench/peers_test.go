@@ -429,9 +429,12 @@ func (s *pcStack) view(ctx context.Context, svc string) (view, error) {
 		return view{}, fmt.Errorf("process-compose /process/%s: %s: %w", svc, resp.Status, err)
 	}
 	up := st.Status == "Running" && st.IsRunning
-	healthy := up && (!st.HasProbe || st.IsReady == "Ready")
+	// is_ready says something only with a readiness probe (has_ready_probe is true with a
+	// liveness probe alone, and is_ready then stays "-")
+	readiness := *flagPCReadiness && st.HasProbe
+	healthy := up && (!readiness || st.IsReady == "Ready")
 	state := st.Status
-	if st.HasProbe {
+	if readiness {
 		state += " (" + st.IsReady + ")"
 	}
 	return view{state: state, up: up, healthy: healthy, pid: st.Pid, restarts: st.Restarts}, nil
