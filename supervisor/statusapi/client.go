@@ -31,32 +31,10 @@ func Fetch(ctx context.Context, path string) (Status, error) {
 		ctx, cancel = context.WithTimeout(ctx, DefaultFetchTimeout)
 		defer cancel()
 	}
-	tr := &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", path)
-		},
-		DisableKeepAlives: true,
-	}
-	defer tr.CloseIdleConnections()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://livinity-agent"+StatusPath, nil)
+	what := "read status from " + path
+	resp, body, err := roundTrip(ctx, path, http.MethodGet, StatusPath, maxDocument+1, "run as root or as a member of group "+Group)
 	if err != nil {
-		return Status{}, fmt.Errorf("read status from %s: %w", path, err)
-	}
-	resp, err := (&http.Client{Transport: tr}).Do(req)
-	if err != nil {
-		switch {
-		case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ECONNREFUSED):
-			return Status{}, fmt.Errorf("read status from %s: %w", path, ErrNotRunning)
-		case errors.Is(err, fs.ErrPermission):
-			return Status{}, fmt.Errorf("read status from %s: %w; run as root or as a member of group %s", path, err, Group)
-		}
-		return Status{}, fmt.Errorf("read status from %s: %w", path, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxDocument+1))
-	if err != nil {
-		return Status{}, fmt.Errorf("read status from %s: %w", path, err)
+		return Status{}, fmt.Errorf("%s: %w", what, err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		return Status{}, fmt.Errorf("read status from %s: agent answered %s: %s",
@@ -74,4 +52,39 @@ func Fetch(ctx context.Context, path string) (Status, error) {
 			path, st.Schema, SchemaVersion)
 	}
 	return st, nil
+}
+
+// roundTrip sends one request without a body to the agent's socket at path and returns its
+// answer, the body read up to limit bytes. No agent answering (the socket missing, or
+// refusing: an agent that was killed) is ErrNotRunning; a socket the caller may not open
+// is reported with hint, what to do about it.
+func roundTrip(ctx context.Context, path, method, urlPath string, limit int64, hint string) (*http.Response, []byte, error) {
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		},
+		DisableKeepAlives: true,
+	}
+	defer tr.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(ctx, method, "http://livinity-agent"+urlPath, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		switch {
+		case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ECONNREFUSED):
+			return nil, nil, ErrNotRunning
+		case errors.Is(err, fs.ErrPermission):
+			return nil, nil, fmt.Errorf("%w; %s", err, hint)
+		}
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, limit))
+	if err != nil {
+		return nil, nil, err
+	}
+	return resp, body, nil
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -188,32 +187,11 @@ func Control(ctx context.Context, path, service, action string) (ControlResult, 
 		ctx, cancel = context.WithTimeout(ctx, DefaultControlTimeout)
 		defer cancel()
 	}
-	tr := &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", path)
-		},
-		DisableKeepAlives: true,
-	}
-	defer tr.CloseIdleConnections()
 	what := fmt.Sprintf("%s %s through %s", action, service, path)
-	u := "http://livinity-agent/v1/services/" + url.PathEscape(service) + "/" + url.PathEscape(action)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, nil)
-	if err != nil {
-		return ControlResult{}, fmt.Errorf("%s: %w", what, err)
+	resp, body, err := roundTrip(ctx, path, http.MethodPost, "/v1/services/"+url.PathEscape(service)+"/"+url.PathEscape(action), 1<<20, "run it as root")
+	if errors.Is(err, fs.ErrPermission) {
+		err = fmt.Errorf("%w: %w", ErrForbidden, err)
 	}
-	resp, err := (&http.Client{Transport: tr}).Do(req)
-	if err != nil {
-		switch {
-		case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ECONNREFUSED):
-			return ControlResult{}, fmt.Errorf("%s: %w", what, ErrNotRunning)
-		case errors.Is(err, fs.ErrPermission):
-			return ControlResult{}, fmt.Errorf("%s: %w: %w; run it as root", what, ErrForbidden, err)
-		}
-		return ControlResult{}, fmt.Errorf("%s: %w", what, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
 		return ControlResult{}, fmt.Errorf("%s: %w", what, err)
 	}
