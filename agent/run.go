@@ -231,12 +231,12 @@ func (a *Agent) onboardIfNeeded(ctx context.Context, store *state.Store, notifie
 }
 
 // trimAfter is how long supervision runs before trimLoop first gives back what the start
-// alone used (long enough for every probe, the metrics and the status socket to have
-// run); trimEvery is how often it does again, so that the resident set is what the last
-// minute used (a first scrape's one-off setup, say, does not stay). Each trim costs the
-// minor faults of the pages used again: about a millisecond.
+// alone used (the onboarding's garbage above all); trimEvery is how often it does again, so
+// that the resident set is what the last minute used (a first scrape's one-off setup, say,
+// does not stay). Each trim costs the minor faults of the pages used again: about a
+// millisecond.
 const (
-	trimAfter = 15 * time.Second
+	trimAfter = 3 * time.Second
 	trimEvery = time.Minute
 )
 
