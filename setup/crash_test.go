@@ -1,21 +1,20 @@
 package setup_test
 
 import (
-	"bufio"
 	"context"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/livinity/livinity-agent/internal/testenv"
 )
 
-// TestCrashDuringEveryStep kills the agent with SIGKILL while each step runs, then checks
+// TestCrashDuringEveryStep kills the agent with SIGKILL inside each step of a first
+// onboarding (see killInside), then checks
 // that `setup --rollback` returns the tree to its state before the run (byte for byte, no
 // PM2 apps, no PM2 daemon), and, for every third step, that a plain re-run after the crash
 // completes with every service healthy.
@@ -43,29 +42,12 @@ func TestCrashDuringEveryStep(t *testing.T) {
 				return cmd
 			}
 
-			// run until the step starts, then kill -9
-			cmd := agent("setup")
-			stderr, err := cmd.StderrPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			marker := `msg="step started" step=` + step.ID + " "
-			killed := false
-			sc := bufio.NewScanner(stderr)
-			for sc.Scan() {
-				f.logs.Write([]byte(sc.Text() + "\n"))
-				if !killed && strings.Contains(sc.Text(), marker) {
-					cmd.Process.Signal(syscall.SIGKILL)
-					killed = true
-				}
-			}
-			cmd.Wait()
-			if !killed {
-				t.Fatalf("the run never started step %s", step.ID)
-			}
+			// kill -9 inside the step: after its first journal entry, while a command it
+			// started runs, or once that command wrote output (in turn by step), or as the
+			// step ends when it has no such instant
+			instant := []string{atJournal, atCommand, atOutput}[k%3]
+			where, _ := killInside(t, f, agent, step.ID, instant)
+			t.Logf("killed %s", where)
 			if _, err := os.Stat(filepath.Join(f.state, "journal.jsonl")); err != nil {
 				t.Fatalf("no journal after the crash: %v", err)
 			}
