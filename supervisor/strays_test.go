@@ -51,19 +51,31 @@ func TestStrayDaemonIsEnded(t *testing.T) {
 		t.Fatalf("daemons of the home before the death: %v, want the real %d and the stray %d\n%s", ds, real, stray.Process.Pid, out.String())
 	}
 
+	before := f.procs()
 	if err := sendSignal(real, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range config.Default().ServiceNames() {
-		f.waitPhase(name, state.Ready, 60*time.Second)
-	}
+	// every service ready again in a new instance (the state says ready until the death
+	// is seen)
+	testenv.WaitFor(t, "every service ready in a new instance", 60*time.Second, func() bool {
+		for _, name := range config.Default().ServiceNames() {
+			if sv := f.service(name); sv.Phase != state.Ready || sv.PID == 0 || sv.PID == before[name].PID {
+				return false
+			}
+		}
+		return true
+	})
 	select {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Errorf("the stray daemon %d still runs", stray.Process.Pid)
 	}
-	ds := procfs.PM2Daemons(f.home)
-	if len(ds) != 1 || slices.Contains(ds, real) || slices.Contains(ds, stray.Process.Pid) {
+	var ds []int
+	testenv.WaitFor(t, "one daemon of the home", 10*time.Second, func() bool {
+		ds = procfs.PM2Daemons(f.home)
+		return len(ds) == 1
+	})
+	if slices.Contains(ds, real) || slices.Contains(ds, stray.Process.Pid) {
 		t.Fatalf("daemons of the home after the recovery: %v, want one new one", ds)
 	}
 	if got := f.daemonPID(); got != ds[0] {

@@ -47,6 +47,10 @@ func TestLeakingWorkerSeenWithoutScanning(t *testing.T) {
 		a.Env = map[string]string{"FORK_AFTER": "3", "CHILD_FILE": childFile}
 	}, nil)
 	f.waitPhase("nexus-worker", state.Ready, 30*time.Second)
+	// the supervisor subscribes and seeds its table off its loop: give it the time
+	for deadline := time.Now().Add(10 * time.Second); !f.sup.FollowsTrees() && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
 	if !f.sup.FollowsTrees() {
 		if os.Geteuid() != 0 {
 			t.Skip("the proc connector needs root")
