@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/livinity/livinity-agent/internal/procfs"
 	"github.com/livinity/livinity-agent/internal/treemem"
 )
 
@@ -37,34 +38,17 @@ func (f footprint) cpuPct() float64 {
 	return 100 * f.cpu.Seconds() / f.wall.Seconds()
 }
 
-var clockTick = 100 // USER_HZ; Linux reports /proc CPU times in these on every platform Go runs on
-
 // cpuOf is a process's utime+stime, and with children its waited-for children's too.
 func cpuOf(pid int, children bool) time.Duration {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
+	st, ok := procfs.ReadStat(pid)
+	if !ok {
 		return 0
 	}
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 15 {
-		return 0
-	}
-	// after the comm: state(0) ppid pgrp session tty tpgid flags minflt cminflt majflt
-	// cmajflt utime(11) stime(12) cutime(13) cstime(14)
-	var t int64
-	last := 12
+	t := st.UTime + st.STime
 	if children {
-		last = 14
+		t += st.CUTime + st.CSTime
 	}
-	for k := 11; k <= last; k++ {
-		v, _ := strconv.ParseInt(f[k], 10, 64)
-		t += v
-	}
-	return time.Duration(t) * time.Second / time.Duration(clockTick)
+	return time.Duration(t) * time.Second / procfs.TicksPerSecond
 }
 
 // groupCPU is the CPU of a group's processes: the root's own and its reaped children's

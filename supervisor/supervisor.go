@@ -1,7 +1,6 @@
 package supervisor
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -787,32 +786,14 @@ func (p pm2Stopper) Stop(ctx context.Context, id int) error {
 	return nil
 }
 
-// clockTicks is the kernel's USER_HZ, the unit of /proc/<pid>/stat's times: 100 on every
-// Linux architecture the agent runs on.
-const clockTicks = 100
-
-// treeTicks sums utime, stime, cutime and cstime (fields 14 to 17 of /proc/<pid>/stat)
-// over the tree. The children's times count what finished children used (a reaped
-// child's time moves into its parent's cutime), so the sum does not drop when a child of
-// the tree exits.
+// treeTicks sums utime, stime, cutime and cstime over the tree. The children's times
+// count what finished children used (a reaped child's time moves into its parent's
+// cutime), so the sum does not drop when a child of the tree exits.
 func treeTicks(pids []int32) uint64 {
 	var sum uint64
 	for _, p := range pids {
-		b, err := os.ReadFile("/proc/" + strconv.Itoa(int(p)) + "/stat")
-		if err != nil {
-			continue
-		}
-		i := bytes.LastIndexByte(b, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) < 15 {
-			continue
-		}
-		for _, v := range f[11:15] { // utime stime cutime cstime: fields 14-17, counted from 3 after the ')'
-			n, _ := strconv.ParseUint(v, 10, 64)
-			sum += n
+		if st, ok := procfs.ReadStat(int(p)); ok {
+			sum += st.UTime + st.STime + st.CUTime + st.CSTime
 		}
 	}
 	return sum
@@ -837,7 +818,7 @@ func cpuOf(last map[string]cpuMark, name string, pid int, tree []int32, now time
 	}
 	used := 0.0
 	if ticks > prev.ticks { // a child that left the tree (reparented) can make it drop
-		used = float64(ticks-prev.ticks) / clockTicks
+		used = float64(ticks-prev.ticks) / procfs.TicksPerSecond
 	}
 	return cpuSample{percent: used / dt * 100, seconds: used}, true
 }

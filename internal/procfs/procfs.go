@@ -19,6 +19,9 @@ type Stat struct {
 	PPID      int
 	PGRP      int
 	StartTime uint64 // clock ticks since boot
+	// UTime, STime, CUTime and CSTime are CPU times in clock ticks (TicksPerSecond): the
+	// process's own in user and kernel mode, and those of the children it waited for.
+	UTime, STime, CUTime, CSTime uint64
 }
 
 // ReadStat reads /proc/PID/stat; ok is false when the process is gone.
@@ -42,8 +45,11 @@ func parseStat(b []byte) (Stat, bool) {
 	}
 	ppid, _ := strconv.Atoi(f[1])
 	pgrp, _ := strconv.Atoi(f[2])
-	start, _ := strconv.ParseUint(f[19], 10, 64)
-	return Stat{State: f[0], PPID: ppid, PGRP: pgrp, StartTime: start}, true
+	num := func(i int) uint64 { n, _ := strconv.ParseUint(f[i], 10, 64); return n }
+	// after the comm: state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt
+	// cmajflt utime(11) stime cutime cstime priority nice num_threads itrealvalue starttime(19)
+	return Stat{State: f[0], PPID: ppid, PGRP: pgrp, StartTime: num(19),
+		UTime: num(11), STime: num(12), CUTime: num(13), CSTime: num(14)}, true
 }
 
 // StartTime is pid's start time, or 0 when it is gone.
@@ -96,9 +102,9 @@ func KillGroup(pgid int, notBefore uint64) {
 	}
 }
 
-// ticksPerSecond is USER_HZ, the unit of /proc/PID/stat's start time: 100 on every Linux
+// TicksPerSecond is USER_HZ, the unit of /proc/PID/stat's times: 100 on every Linux
 // architecture the agent is built for.
-const ticksPerSecond = 100
+const TicksPerSecond = 100
 
 // StartedAt converts a start time in clock ticks since boot (Stat.StartTime) to the wall
 // clock, to within a tick (10 ms): the kernel counts it on the boot-time clock, which
@@ -112,6 +118,6 @@ func StartedAt(ticks uint64) time.Time {
 	}
 	now := time.Now()
 	sinceBoot := time.Duration(ts.Nano())
-	started := time.Duration(ticks) * (time.Second / ticksPerSecond)
+	started := time.Duration(ticks) * (time.Second / TicksPerSecond)
 	return now.Add(started - sinceBoot)
 }
