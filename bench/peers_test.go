@@ -257,7 +257,7 @@ stdout_logfile=%s
 	if err := os.WriteFile(confPath, []byte(conf.String()), 0o600); err != nil {
 		b.Fatal(err)
 	}
-	p.start(b, []string{bin, "-c", confPath}, cleanEnv(agent.d.PATH))
+	p.start(b, []string{bin, "-c", confPath}, testenv.ChildEnv(agent.d.PATH))
 	b.Cleanup(func() { s.stop() })
 	waitHealthy(b, s, p.done, func() string { return p.log.String() + readFile(filepath.Join(p.dir, "supervisord.log")) })
 	logf("supervisord: pid %d, all five services running", p.cmd.Process.Pid)
@@ -384,7 +384,7 @@ func startProcessCompose(b testing.TB, agent *agentStack) *pcStack {
 		b.Fatal(err)
 	}
 	p.start(b, []string{bin, "up", "-f", confPath, "-t=false", "--port", strconv.Itoa(apiPort),
-		"--address", "127.0.0.1", "--disable-dotenv", "-L", filepath.Join(p.dir, "process-compose.log")}, cleanEnv(agent.d.PATH, "PC_ADDRESS=127.0.0.1"))
+		"--address", "127.0.0.1", "--disable-dotenv", "-L", filepath.Join(p.dir, "process-compose.log")}, testenv.ChildEnv(agent.d.PATH, "PC_ADDRESS=127.0.0.1"))
 	b.Cleanup(func() { s.stop() })
 	waitHealthy(b, s, p.done, func() string { return p.log.String() + readFile(filepath.Join(p.dir, "process-compose.log")) })
 	logf("process-compose: pid %d, all five services running", p.cmd.Process.Pid)
@@ -502,7 +502,7 @@ set httpd port %[2]d and use address 127.0.0.1
 	if err := os.WriteFile(rcPath, []byte(rc.String()), 0o600); err != nil {
 		b.Fatal(err)
 	}
-	p.start(b, []string{bin, "-I", "-c", rcPath}, cleanEnv(agent.d.PATH))
+	p.start(b, []string{bin, "-I", "-c", rcPath}, testenv.ChildEnv(agent.d.PATH))
 	b.Cleanup(func() { s.stop() })
 	waitHealthy(b, s, p.done, func() string { return p.log.String() + readFile(filepath.Join(p.dir, "monit.log")) })
 	logf("monit: pid %d, all five services running", p.cmd.Process.Pid)

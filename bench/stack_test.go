@@ -201,7 +201,7 @@ func startAgent(b testing.TB) *agentStack {
 	runDir := filepath.Join(d.Base, "run")
 	s.sock = filepath.Join(runDir, statusapi.SocketName)
 	s.globals = []string{"--state-dir", filepath.Join(d.Base, "state"), "--pm2-home", d.PM2Home, "--pm2", d.PM2Bin, "--runtime-dir", runDir}
-	s.env = cleanEnv(d.PATH, "PM2_HOME="+d.PM2Home)
+	s.env = testenv.ChildEnv(d.PATH, "PM2_HOME="+d.PM2Home)
 	s.cmd = exec.Command(s.bin, append(append([]string{}, s.globals...), "run", "--config", cfgPath, "--metrics-listen", d.MetricsAddr)...)
 	s.cmd.Env = s.env
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
@@ -350,22 +350,6 @@ func ownPIDs(children map[int][]int, g group, servicePIDs []int) []int {
 		}
 	}
 	return out
-}
-
-// cleanEnv is the process environment with path as PATH and extra added, without what
-// would make a child believe it runs under systemd or take another config.
-func cleanEnv(path string, extra ...string) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		switch {
-		case k == "PATH", k == "PM2_HOME", k == "JOURNAL_STREAM", k == "NOTIFY_SOCKET", k == "INVOCATION_ID",
-			strings.HasPrefix(k, "WATCHDOG_"), strings.HasPrefix(k, "LIVINITY_"):
-			continue
-		}
-		env = append(env, kv)
-	}
-	return append(append(env, "PATH="+path), extra...)
 }
 
 func tail(s string, n int) string {

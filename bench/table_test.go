@@ -289,7 +289,7 @@ func setupTimes(b *testing.B, rounds int) (par, noop, seq []time.Duration) {
 	pm2Bin := filepath.Join(testenv.ToolsBin(b), "pm2")
 	demoRun := func(dir string, args ...string) {
 		cmd := exec.Command(bin, append([]string{"demo", "--dir", dir}, args...)...)
-		cmd.Env = cleanEnv(path)
+		cmd.Env = testenv.ChildEnv(path)
 		if o, err := cmd.CombinedOutput(); err != nil {
 			b.Fatalf("livinity-agent demo --dir %s %v: %v\n%s", dir, args, err, tail(string(o), 30))
 		}

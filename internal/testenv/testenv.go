@@ -192,3 +192,20 @@ func BuildAgent(t testing.TB, dir string) string {
 	}
 	return bin
 }
+
+// ChildEnv is this process's environment for a program a test starts (the agent, a
+// supervisor): path as PATH, then extra, and nothing that would make it believe it runs
+// under systemd (NOTIFY_SOCKET, WATCHDOG_*, ...) or take another PM2 home or agent config.
+func ChildEnv(path string, extra ...string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		switch {
+		case k == "PATH", k == "PM2_HOME", k == "JOURNAL_STREAM", k == "NOTIFY_SOCKET", k == "INVOCATION_ID",
+			strings.HasPrefix(k, "WATCHDOG_"), strings.HasPrefix(k, "LIVINITY_"):
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(append(env, "PATH="+path), extra...)
+}

@@ -110,7 +110,7 @@ scrape_configs:
 
 	runDir := filepath.Join(base, "run")
 	globals := []string{"--state-dir", filepath.Join(base, "state"), "--pm2-home", pm2Home, "--pm2", pm2Bin, "--runtime-dir", runDir}
-	env := agentEnv(path, pm2Home)
+	env := testenv.ChildEnv(path, "PM2_HOME="+pm2Home)
 	agent := &agentRunner{
 		bin:          agentBin,
 		args:         append(append([]string{}, globals...), "--log-level", "debug", "run", "--config", cfgPath, "--metrics-listen", metricsAddr),
@@ -327,20 +327,4 @@ func envSecrets(t *testing.T, cfg *config.Config) []string {
 func tail(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
-}
-
-// agentEnv is the agent's environment: the tools first on PATH, its PM2 home, and nothing
-// that would make it believe it runs under systemd or take another config.
-func agentEnv(path, pm2Home string) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		switch {
-		case k == "PATH", k == "PM2_HOME", k == "JOURNAL_STREAM", k == "NOTIFY_SOCKET", k == "INVOCATION_ID",
-			strings.HasPrefix(k, "WATCHDOG_"), strings.HasPrefix(k, "LIVINITY_"):
-			continue
-		}
-		env = append(env, kv)
-	}
-	return append(env, "PATH="+path, "PM2_HOME="+pm2Home)
 }
