@@ -9,12 +9,13 @@ import (
 	"github.com/livinity/livinity-agent/supervisor/state"
 )
 
-// exitWatch is a service's pidfd on its current instance's main pid: the first source of
-// an exit (a fraction of a millisecond after it), ahead of PM2's bus, which stays the
-// second source and the one that says why (exit code, signal, a stop on purpose) and is
-// all there is when pidfds are not available.
+// exitWatch is the watch on a service's current instance's main pid (its pidfd and the
+// proc connector's exit events, see pidwatch): the first source of an exit (a fraction of
+// a millisecond after it), ahead of PM2's bus, which stays the second source and the one
+// that says why (exit code, signal, a stop on purpose) and is all there is when pidfds are
+// not available.
 type exitWatch struct {
-	enabled bool
+	watcher *pidwatch.Watcher // the supervisor's, set by Run; nil: PM2's bus alone
 	w       *pidwatch.Watch
 }
 
@@ -33,7 +34,7 @@ func (e *exitWatch) stop() {
 // PM2 started then (its start time within pidwatch.Tolerance of pm_uptime, which the list
 // just stored): a pid reused since is never watched.
 func (s *service) watchExit(pid int) {
-	if !s.exits.enabled {
+	if s.exits.watcher == nil {
 		return
 	}
 	s.exits.stop()
@@ -41,7 +42,7 @@ func (s *service) watchExit(pid int) {
 	if started.IsZero() {
 		return // PM2 did not say when it started it: no way to tell a reused pid
 	}
-	w, err := pidwatch.Start(pid, started, func(pid int, at time.Time) {
+	w, err := s.exits.watcher.Start(pid, started, func(pid int, at time.Time) {
 		select {
 		case s.msgs <- msg{pidExit: &pidExit{pid: pid, at: at}}:
 		case <-s.quit:
@@ -55,7 +56,7 @@ func (s *service) watchExit(pid int) {
 	case errors.Is(err, pidwatch.ErrGone):
 		// exited before it could be watched: the bus says so
 	default:
-		s.exits.enabled = false
+		s.exits.watcher = nil
 		s.log.Warn("cannot watch the main pid; exits are seen on PM2's bus only", "service", s.name, "err", err)
 	}
 }

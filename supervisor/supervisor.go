@@ -58,7 +58,7 @@ type Options struct {
 	// directory of Ecosystem (the pipeline writes the ecosystem file into the state dir),
 	// and with neither the stops are not recorded.
 	StateDir string
-	// NoPIDWatch sees exits on PM2's bus only, without a pidfd on each main pid (the
+	// NoPIDWatch sees exits on PM2's bus only, without watching each main pid (the
 	// benchmarks' baseline; also what happens on kernels without pidfd_open).
 	NoPIDWatch bool
 }
@@ -115,11 +115,6 @@ func New(opts Options) (*Supervisor, error) {
 	}
 	s.opts.StateDir = opts.StateDir
 	s.stops = loadStops(opts.StateDir, opts.Logger)
-	watchPIDs := !opts.NoPIDWatch
-	if err := pidwatch.Supported(); watchPIDs && err != nil {
-		watchPIDs = false
-		opts.Logger.Warn("exits are seen on PM2's bus only", "err", err)
-	}
 	for _, name := range opts.Config.ServiceNames() {
 		set := opts.Config.ServiceSettings(name)
 		for _, t := range []config.Timing{set.Startup, set.Liveness, set.Readiness} {
@@ -135,7 +130,7 @@ func New(opts Options) (*Supervisor, error) {
 			ctrl: s.ctrl, log: opts.Logger, observer: opts.Observer,
 			policy: newRestartPolicy(opts.Config.Agent.RestartBackoff, nil),
 			msgs:   make(chan msg, 256), quit: make(chan struct{}), clock: opts.Clock, now: time.Now, sampler: s.sampler,
-			id: -1, baseline: -1, exits: exitWatch{enabled: watchPIDs},
+			id: -1, baseline: -1,
 			stopper: pm2Stopper{home: opts.PM2Home, cli: cli}, persist: s.recordStop,
 		}
 		opts.Store.Update(name, func(st *state.Service) {
@@ -167,6 +162,20 @@ func (s *Supervisor) Heartbeat() time.Time { return time.Unix(0, s.heartbeat.Loa
 func (s *Supervisor) Run(ctx context.Context) error {
 	defer s.ctrl.Close()
 	defer s.opts.Store.SetControl(s.control)()
+	if !s.opts.NoPIDWatch {
+		pw, err := pidwatch.NewWatcher()
+		if err != nil {
+			s.log.Warn("exits are seen on PM2's bus only", "err", err)
+		} else {
+			defer pw.Close()
+			if err := pw.ExitEvents(); err != nil {
+				s.log.Info("exits are seen on pidfds and PM2's bus, not the kernel's exit events", "err", err)
+			}
+			for _, sv := range s.services {
+				sv.exits.watcher = pw
+			}
+		}
+	}
 	g, ctx := errgroup.WithContext(ctx)
 	updates := make(chan pm2.Update, 64)
 	w := &pm2.Watcher{Home: s.opts.PM2Home, Logger: s.log, BackOff: backoff.NewExponentialBackOff(

@@ -1,19 +1,28 @@
 // Package pidwatch tells, within a fraction of a millisecond, that a process the agent did
-// not start (a PM2 app's main pid) has exited, through a pidfd (pidfd_open, Linux 5.3 or
-// later): the descriptor turns readable when the process exits.
+// not start (a PM2 app's main pid) is dying, from two sources the Watcher combines:
 //
-// A pid names a process only together with its start time: Watch opens the pidfd first and
+//   - a pidfd per process (pidfd_open, Linux 5.3 or later), which turns readable once the
+//     process has exited: everywhere, but only after the kernel has unmapped the process's
+//     memory, 1.5 ms after a SIGKILL for an idle Node.js process and 10 ms or more for one
+//     with a large heap;
+//   - the proc connector's exit events (procconn.Exits, as root), filtered in the kernel to
+//     the watched processes: the first of a process's threads to die of a signal is
+//     reported tens of microseconds after the kill, before that unmapping.
+//
+// Whichever comes first reports the exit, once.
+//
+// A pid names a process only together with its start time: Start opens the pidfd first and
 // then checks that the process behind the pid started when the caller says it did (PM2's
 // pm_uptime), so that a pid reused since is never watched in place of the exited one. The
-// pidfd keeps naming the process it was opened on whatever happens to the number.
+// pidfd keeps naming the process it was opened on whatever happens to the number; an exit
+// event is taken only if the kernel sent it after the watched process started.
 //
-// Readiness is waited for on the Go runtime's own poller (the pidfd is non-blocking and
-// registered like a socket): a watched process costs one parked goroutine and one
-// descriptor, and no thread, where a goroutine blocked in poll(2) per process would hold
-// one OS thread each and an epoll loop of its own one thread for all.
+// Readiness is waited for on the Go runtime's own poller (the pidfd and the socket are
+// non-blocking and registered like sockets): a watched process costs one parked goroutine
+// and one descriptor, and no thread.
 //
-// The exit status is not available: only a process's parent can wait for it (PM2's
-// daemon), so the cause of the exit is left to PM2's event bus.
+// The exit status is not available from a pidfd: only a process's parent can wait for it
+// (PM2's daemon), so the cause of the exit is left to PM2's event bus.
 package pidwatch
 
 import (
@@ -27,6 +36,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/livinity/livinity-agent/internal/procfs"
+	"github.com/livinity/livinity-agent/supervisor/procconn"
 )
 
 // Errors of Watch.
@@ -66,23 +76,112 @@ func Supported() error {
 	return probeErr
 }
 
+// Watcher watches processes. Create it with NewWatcher; Close it when done.
+type Watcher struct {
+	exits   *procconn.Exits // nil: pidfds alone
+	exitErr error           // why not, then
+
+	mu      sync.Mutex
+	watches map[int32]*Watch
+
+	noPidfdWait bool // tests: the exit events alone
+}
+
+// NewWatcher prepares a Watcher; the error wraps ErrUnsupported when pidfds are not
+// available. The exit events are used when they can be had (ExitEvents says why not).
+func NewWatcher() (*Watcher, error) {
+	if err := Supported(); err != nil {
+		return nil, err
+	}
+	w := &Watcher{watches: map[int32]*Watch{}}
+	w.exits, w.exitErr = procconn.ListenExits()
+	if w.exitErr == nil {
+		go w.readExits()
+	}
+	return w, nil
+}
+
+// ExitEvents is nil when the proc connector's exit events are a source, else why not
+// (the pidfds are then the only one).
+func (w *Watcher) ExitEvents() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.exitErr
+}
+
+// Close stops the exit events; watches already started keep their pidfds until stopped.
+func (w *Watcher) Close() {
+	if w.exits != nil {
+		w.exits.Close()
+	}
+}
+
+func (w *Watcher) readExits() {
+	if err := w.exits.Read(w.onExitEvent); err != nil {
+		w.mu.Lock()
+		w.exitErr = err
+		w.mu.Unlock()
+	}
+}
+
+// onExitEvent reports the exit of a watched process, if the kernel sent it after the
+// process started (its start is to the tick, earlier than the true start): else it is
+// the exit of an earlier process that had the pid.
+func (w *Watcher) onExitEvent(ex procconn.Exit) {
+	w.mu.Lock()
+	wt := w.watches[ex.PID]
+	w.mu.Unlock()
+	if wt != nil && ex.Mono >= time.Duration(wt.StartTicks)*(time.Second/procfs.TicksPerSecond) {
+		wt.exited(time.Now())
+	}
+}
+
+// setFilter gives the kernel the pids watched now. Called with mu held.
+func (w *Watcher) setFilter() {
+	if w.exits == nil || w.exitErr != nil {
+		return
+	}
+	pids := make([]int32, 0, len(w.watches))
+	for pid := range w.watches {
+		pids = append(pids, pid)
+	}
+	if len(pids) > procconn.MaxExitPIDs {
+		pids = pids[:procconn.MaxExitPIDs] // the rest on their pidfds alone
+	}
+	if err := w.exits.Watch(pids); err != nil {
+		w.exitErr = err
+		w.exits.Close()
+	}
+}
+
 // Watch is one watched process. Stop it when the process is of no more interest.
 type Watch struct {
 	PID int
 	// StartTicks is the process's start time in clock ticks since boot (procfs.Stat).
 	StartTicks uint64
 
-	f    *os.File
-	once sync.Once
+	w      *Watcher
+	f      *os.File
+	onExit func(pid int, at time.Time)
+	fired  sync.Once
+	once   sync.Once
+}
+
+// exited reports the exit, the first time either source sees it.
+func (wt *Watch) exited(at time.Time) {
+	wt.fired.Do(func() {
+		wt.Stop()
+		wt.onExit(wt.PID, at)
+	})
 }
 
 // Start watches pid, which must have started at started (within Tolerance; the zero time
 // skips the check, for a caller that has no other record of the process), and calls
-// onExit once, from its own goroutine, with the time the exit was seen. An exit seen just
+// onExit once, from a goroutine of the Watcher's, with the time the exit was seen. An exit seen just
 // before a Stop may still be reported after it: onExit names the pid, for callers to check
 // that it is still the one they care about. The errors wrap ErrUnsupported, ErrGone or
 // ErrNotSame.
-func Start(pid int, started time.Time, onExit func(pid int, at time.Time)) (*Watch, error) {
+func (w *Watcher) Start(pid int, started time.Time, onExit func(pid int, at time.Time)) (*Watch, error) {
 	if pid <= 0 {
 		return nil, fmt.Errorf("watch pid %d: %w", pid, ErrGone)
 	}
@@ -108,24 +207,30 @@ func Start(pid int, started time.Time, onExit func(pid int, at time.Time)) (*Wat
 				at.Format(time.StampMilli), started.Format(time.StampMilli))
 		}
 	}
-	w := &Watch{PID: pid, StartTicks: st.StartTime, f: os.NewFile(uintptr(fd), "pidfd:"+strconv.Itoa(pid))}
-	rc, err := w.f.SyscallConn()
+	wt := &Watch{PID: pid, StartTicks: st.StartTime, w: w, onExit: onExit, f: os.NewFile(uintptr(fd), "pidfd:"+strconv.Itoa(pid))}
+	rc, err := wt.f.SyscallConn()
 	if err != nil {
-		w.f.Close()
+		wt.f.Close()
 		return nil, fmt.Errorf("watch pid %d: %w", pid, err)
 	}
+	w.mu.Lock()
+	w.watches[int32(pid)] = wt
+	w.setFilter()
+	w.mu.Unlock()
+	if w.noPidfdWait {
+		return wt, nil
+	}
 	go func() {
-		defer w.Stop()
 		exited := false
 		err := rc.Read(func(fd uintptr) bool {
 			exited = readable(int(fd))
 			return exited
 		})
 		if err == nil && exited {
-			onExit(pid, time.Now())
+			wt.exited(time.Now())
 		}
 	}()
-	return w, nil
+	return wt, nil
 }
 
 // readable polls the pidfd without waiting: readable means the process has exited.
@@ -142,9 +247,18 @@ func readable(fd int) bool {
 
 // Stop ends the watch and closes the pidfd; it may be called more than once, and on a nil
 // Watch.
-func (w *Watch) Stop() {
-	if w == nil {
+func (wt *Watch) Stop() {
+	if wt == nil {
 		return
 	}
-	w.once.Do(func() { w.f.Close() })
+	wt.once.Do(func() {
+		wt.f.Close()
+		w := wt.w
+		w.mu.Lock()
+		if w.watches[int32(wt.PID)] == wt {
+			delete(w.watches, int32(wt.PID))
+			w.setFilter()
+		}
+		w.mu.Unlock()
+	})
 }

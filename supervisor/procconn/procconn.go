@@ -81,9 +81,29 @@ type Listener struct {
 // initial network namespace, or no CONFIG_PROC_EVENTS; no acknowledgement: another user
 // or pid namespace).
 func Listen() (*Listener, error) {
+	// room for bursts (a build forking thousands of processes)
+	fd, err := subscribe(4<<20, procEventFork|procEventExit)
+	if err != nil {
+		return nil, err
+	}
+	l := &Listener{root: "/proc", ppid: map[int32]int32{}, kids: map[int32][]int32{}, orphans: map[int32]int32{}}
+	l.filtered = kernelAtLeast(6, 6)
+	if err := l.seed(); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	l.fd, l.buf = fd, make([]byte, 64<<10)
+	return l, nil
+}
+
+// subscribe opens a non-blocking proc connector socket (with a receive buffer of rcvbuf
+// bytes if not 0: as root the limit does not apply; without it the default stays) and
+// subscribes it to the events (procEvent* bits: kernels from 6.6 send only those, older
+// ones everything).
+func subscribe(rcvbuf int, events int64) (int, error) {
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.NETLINK_CONNECTOR)
 	if err != nil {
-		return nil, fmt.Errorf("proc connector: socket: %w", err)
+		return -1, fmt.Errorf("proc connector: socket: %w", err)
 	}
 	ok := false
 	defer func() {
@@ -91,36 +111,30 @@ func Listen() (*Listener, error) {
 			unix.Close(fd)
 		}
 	}()
-	// room for bursts (a build forking thousands of processes): as root the limit does
-	// not apply; without it the default stays
-	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 4<<20); err != nil {
-		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 4<<20)
+	if rcvbuf > 0 {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rcvbuf); err != nil {
+			unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, rcvbuf)
+		}
 	}
 	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK, Groups: cnIdxProc}); err != nil {
-		return nil, fmt.Errorf("proc connector: bind: %w", err)
+		return -1, fmt.Errorf("proc connector: bind: %w", err)
 	}
-	l := &Listener{root: "/proc", ppid: map[int32]int32{}, kids: map[int32][]int32{}, orphans: map[int32]int32{}}
 	// subscribe to every event: the kernel acknowledges it (it ignores requests from other
 	// user or pid namespaces, without a word)
 	if err := send(fd, procCnMcastListen, -1); err != nil {
-		return nil, err
+		return -1, err
 	}
 	if err := acked(fd, time.Second); err != nil {
-		return nil, err
+		return -1, err
 	}
-	// then narrow it to fork and exit events: kernels from 6.6 apply the filter (and drop
-	// its acknowledgement, which is no fork or exit), older ones ignore a message of this
-	// size and keep sending everything
-	if err := send(fd, procCnMcastListen, procEventFork|procEventExit); err != nil {
-		return nil, err
+	// then narrow it: kernels from 6.6 apply the filter (and drop its acknowledgement,
+	// which is none of these events), older ones ignore a message of this size and keep
+	// sending everything
+	if err := send(fd, procCnMcastListen, events); err != nil {
+		return -1, err
 	}
-	l.filtered = kernelAtLeast(6, 6)
-	if err := l.seed(); err != nil {
-		return nil, err
-	}
-	l.fd, l.buf = fd, make([]byte, 64<<10)
 	ok = true
-	return l, nil
+	return fd, nil
 }
 
 // kernelAtLeast reports whether the running kernel's release is at least major.minor.
