@@ -1,14 +1,15 @@
 package probe
 
 import (
+	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
+	"time"
 )
 
 // MaxBodyBytes bounds how much of an http response body is read for BodyContains.
@@ -17,23 +18,21 @@ const MaxBodyBytes = 64 << 10
 // userAgent names the agent's probes in the service's access log.
 const userAgent = "livinity-agent-probe"
 
-// probeHTTP sends GET http://host:port/path and wants exactly s.ExpectStatus (default 200)
-// and, if set, s.BodyContains within the first MaxBodyBytes of the body.
+// probeHTTP sends GET http://host:port/path on a connection of its own and wants exactly
+// s.ExpectStatus (default 200) and, if set, s.BodyContains within the first MaxBodyBytes
+// of the body.
 //
 // Redirects are not followed: a 3xx is compared with ExpectStatus like any other status,
-// so a health endpoint cannot send the probe off the loopback host. Keep-alive is off and
-// every check uses its own transport, so a hung server cannot pin a connection across
-// checks. No proxy is used, whatever the environment says.
-// probeTransport serves every http check. Keep-alive is off, so it holds no connection
-// between checks: a hung server cannot pin one, and each check's context ends its own.
-var probeTransport = &http.Transport{
-	Proxy:                  nil,
-	DialContext:            (&net.Dialer{}).DialContext,
-	DisableKeepAlives:      true,
-	DisableCompression:     true,
-	MaxResponseHeaderBytes: MaxBodyBytes,
-}
-
+// so a health endpoint cannot send the probe off the loopback host. Every check dials its
+// own connection and closes it ("Connection: close"), so that a server that no longer
+// accepts connections fails its checks and a hung one cannot pin a connection across
+// them; the check's context bounds the whole exchange. No proxy is used, whatever the
+// environment says.
+//
+// The exchange is net/http's own request writer and response reader on a plain
+// connection, not an http.Client: a Client's transport starts two goroutines and a dial
+// goroutine per connection and keeps a pool this probe never reuses, which made the
+// checks of five services most of the supervising agent's CPU (see BenchmarkHTTPProbe).
 func probeHTTP(ctx context.Context, s Spec, _ OnlineFunc) (Outcome, string) {
 	path := s.Path
 	if path == "" {
@@ -52,19 +51,24 @@ func probeHTTP(ctx context.Context, s Spec, _ OnlineFunc) (Outcome, string) {
 		return Error, fmt.Sprintf("probe: build request for %s: %v", u.Redacted(), err)
 	}
 	req.Header.Set("User-Agent", userAgent)
-
-	client := &http.Client{
-		Transport:     probeTransport,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
+	req.Close = true
 
 	what := "GET " + u.Redacted()
-	resp, err := client.Do(req)
+	conn, err := probeDialer.DialContext(ctx, "tcp", u.Host)
 	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
+		return classify(ctx, what, err)
+	}
+	defer conn.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(dl)
+	}
+	defer context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })()
+	if err := req.Write(conn); err != nil {
+		return classify(ctx, what, err)
+	}
+	// headers and the part of the body looked at, no more, whatever the server sends
+	resp, err := http.ReadResponse(bufio.NewReaderSize(io.LimitReader(conn, 2*MaxBodyBytes), 1024), req)
+	if err != nil {
 		return classify(ctx, what, err)
 	}
 	defer resp.Body.Close()
@@ -86,3 +90,6 @@ func probeHTTP(ctx context.Context, s Spec, _ OnlineFunc) (Outcome, string) {
 	}
 	return Success, fmt.Sprintf("%s: status %d, body contains bodyContains", what, resp.StatusCode)
 }
+
+// probeDialer dials the checked service directly (no proxy).
+var probeDialer net.Dialer

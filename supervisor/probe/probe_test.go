@@ -22,6 +22,43 @@ import (
 // secret is what a misbehaving service echoes; it must never reach a Detail.
 const secret = "sk-live-0123456789abcdef"
 
+// acceptEach hands every connection ln accepts to handle, until ln is closed.
+func acceptEach(ln net.Listener, handle func(net.Conn)) {
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			handle(c)
+		}
+	}()
+}
+
+// endlessHeaders listens on a port that answers every connection with a status line and
+// header lines without end.
+func endlessHeaders(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	acceptEach(ln, func(c net.Conn) {
+		go func() {
+			defer c.Close()
+			c.Write([]byte("HTTP/1.1 200 OK\r\n"))
+			line := []byte("X-Padding: " + strings.Repeat("x", 1000) + "\r\n")
+			for {
+				if _, err := c.Write(line); err != nil {
+					return
+				}
+			}
+		}()
+	})
+	t.Cleanup(func() { ln.Close() })
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
 // checkWithin runs Check with a fresh timeout.
 func checkWithin(t *testing.T, timeout time.Duration, s Spec, online OnlineFunc) Result {
 	t.Helper()
@@ -74,8 +111,8 @@ func TestHTTP(t *testing.T) {
 	release := make(chan struct{})
 	mux := http.NewServeMux()
 	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("User-Agent") != userAgent {
-			http.Error(w, "wrong user agent", http.StatusBadRequest)
+		if r.Header.Get("User-Agent") != userAgent || !r.Close {
+			http.Error(w, "wrong user agent, or a connection kept open", http.StatusBadRequest)
 			return
 		}
 		fmt.Fprintf(w, "status ok token=%s\n", secret)
@@ -110,6 +147,7 @@ func TestHTTP(t *testing.T) {
 	base := serverSpec(t, srv)
 	with := func(f func(*Spec)) Spec { s := base; f(&s); return s }
 	hungPort, _ := hungListener(t)
+	endless := endlessHeaders(t)
 
 	tests := []struct {
 		name       string
@@ -134,6 +172,7 @@ func TestHTTP(t *testing.T) {
 			"read body: no answer before the deadline"},
 		{"closed port", Spec{Kind: KindHTTP, Port: testenv.FreePort(t)}, 5 * time.Second, Failure, "connection refused"},
 		{"accepts and never answers", Spec{Kind: KindHTTP, Port: hungPort}, 300 * time.Millisecond, Failure, "no answer before the deadline"},
+		{"headers without end", Spec{Kind: KindHTTP, Port: endless}, 5 * time.Second, Failure, "unexpected EOF"},
 		{"path without slash", with(func(s *Spec) { s.Path = "health" }), 5 * time.Second, Error, `probe: path "health" must start with "/"`},
 	}
 	for _, tt := range tests {

@@ -355,15 +355,7 @@ func TestWorkerRealClock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	acceptEach(ln, func(c net.Conn) { c.Close() })
 	spec := Spec{Kind: KindTCP, Port: ln.Addr().(*net.TCPAddr).Port}
 	timing := Timing{InitialDelay: 150 * time.Millisecond, Period: 20 * time.Millisecond, Timeout: time.Second,
 		SuccessThreshold: 1, FailureThreshold: 3}
