@@ -25,8 +25,18 @@ import (
 // and code that jumps through the binary (the garbage collector reading the function and
 // type tables) keeps most of the file resident. It returns the bytes of the file so
 // mapped.
+//
+// The program file is synced first: the kernel does not page out dirty pages from here,
+// and a program written moments before (installed, or built by a benchmark) has them.
+//
+// A page paged out is read back from the disk when its code next runs (a major fault):
+// trim once, after the start, not again and again.
 func Trim() (int64, error) {
 	debug.FreeOSMemory()
+	if f, err := os.Open("/proc/self/exe"); err == nil {
+		f.Sync()
+		f.Close()
+	}
 	maps, err := os.ReadFile("/proc/self/maps")
 	if err != nil {
 		return 0, fmt.Errorf("footprint: %w", err)
