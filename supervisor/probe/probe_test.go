@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -111,8 +112,8 @@ func TestHTTP(t *testing.T) {
 	release := make(chan struct{})
 	mux := http.NewServeMux()
 	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("User-Agent") != userAgent || !r.Close {
-			http.Error(w, "wrong user agent, or a connection kept open", http.StatusBadRequest)
+		if r.Header.Get("User-Agent") != userAgent {
+			http.Error(w, "wrong user agent", http.StatusBadRequest)
 			return
 		}
 		fmt.Fprintf(w, "status ok token=%s\n", secret)
@@ -191,6 +192,65 @@ func TestHTTP(t *testing.T) {
 				t.Errorf("result lacks timing: at %v, duration %v", r.At, r.Duration)
 			}
 		})
+	}
+}
+
+// TestHTTPKeepsItsConnection: successful checks of an address share one connection, for
+// keepFor at most; a failed check closes it, and a connection the server closed is dialed
+// again within the same check.
+func TestHTTPKeepsItsConnection(t *testing.T) {
+	var mu sync.Mutex
+	conns := 0
+	mux := http.NewServeMux()
+	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "ok")
+		w.(http.Flusher).Flush() // chunked, as Node.js answers after writeHead
+	})
+	mux.HandleFunc("/broken", func(w http.ResponseWriter, r *http.Request) { http.Error(w, "down", http.StatusInternalServerError) })
+	srv := httptest.NewUnstartedServer(mux)
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			mu.Lock()
+			conns++
+			mu.Unlock()
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	health := serverSpec(t, srv)
+	health.Path = "/health"
+	broken := health
+	broken.Path = "/broken"
+	dialed := func() int { mu.Lock(); defer mu.Unlock(); return conns }
+	check := func(s Spec, want Outcome) {
+		t.Helper()
+		if r := checkWithin(t, 2*time.Second, s, nil); r.Outcome != want {
+			t.Fatalf("%s: %s (%s), want %s", s.Path, r.Outcome, r.Detail, want)
+		}
+	}
+	for range 5 {
+		check(health, Success)
+	}
+	if n := dialed(); n != 1 {
+		t.Fatalf("5 successful checks dialed %d connections, want 1", n)
+	}
+	srv.CloseClientConnections()
+	check(health, Success)
+	if n := dialed(); n != 2 {
+		t.Fatalf("after the server closed the connection: %d connections, want 2", n)
+	}
+	check(broken, Failure)
+	check(health, Success)
+	if n := dialed(); n != 3 {
+		t.Fatalf("a failed check must close its connection: %d connections, want 3", n)
+	}
+	old := keepFor
+	keepFor = 100 * time.Millisecond
+	t.Cleanup(func() { keepFor = old })
+	time.Sleep(150 * time.Millisecond)
+	check(health, Success)
+	if n := dialed(); n != 4 {
+		t.Fatalf("a connection older than keepFor was used again: %d connections, want 4", n)
 	}
 }
 
