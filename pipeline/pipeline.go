@@ -199,7 +199,8 @@ func Run(ctx context.Context, plan *Plan, opts Options) (*Result, error) {
 }
 
 // Recover finishes an interrupted run found in stateDir: a run that had committed gets its
-// backups removed; any other is rolled back. It reports whether there was one.
+// backups removed (it succeeded: nothing is rolled back); any other is rolled back. It
+// reports whether a run was rolled back.
 func Recover(ctx context.Context, stateDir string, opts Options) (bool, error) {
 	log := opts.Logger
 	if log == nil {
@@ -224,7 +225,7 @@ func recoverLocked(ctx context.Context, stateDir string, opts Options, log *slog
 	if pend.Committed {
 		log.Info("finishing clean-up of an earlier successful run", "run", pend.RunID)
 		removeBackups(pend.Ops, log)
-		return true, j.Remove()
+		return false, j.Remove()
 	}
 	log.Warn("an earlier run was interrupted; rolling it back first", "run", pend.RunID, "operations", len(pend.Ops))
 	if err := rollback(ctx, j, opts, log); err != nil {

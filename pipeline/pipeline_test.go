@@ -328,3 +328,27 @@ func TestRollbackIsNewestFirst(t *testing.T) {
 		t.Errorf("after the rollback the file holds %q, want %q", b, "original")
 	}
 }
+
+// TestRecoverCommittedRun: a run that committed but was killed before its journal was
+// removed succeeded: Recover removes its backups and the journal, rolls nothing back and
+// says there was no run to roll back.
+func TestRecoverCommittedRun(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	os.MkdirAll(dir, 0o700)
+	made := filepath.Join(t.TempDir(), "made")
+	os.WriteFile(made, []byte("kept"), 0o600)
+	j := `{"op":{"seq":1,"step":"x","kind":"restore-path","path":"` + made + `"},"runId":"r1"}` + "\n" + `{"committed":true}` + "\n"
+	if err := os.WriteFile(filepath.Join(dir, "journal.jsonl"), []byte(j), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rolled, err := Recover(context.Background(), dir, Options{})
+	if err != nil || rolled {
+		t.Fatalf("Recover of a committed run = %v, %v; want false, nil", rolled, err)
+	}
+	if b, err := os.ReadFile(made); err != nil || string(b) != "kept" {
+		t.Errorf("a committed run's output was undone: %q, %v", b, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "journal.jsonl")); !os.IsNotExist(err) {
+		t.Errorf("the journal is still there: %v", err)
+	}
+}

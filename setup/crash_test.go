@@ -1,6 +1,7 @@
 package setup_test
 
 import (
+	"bytes"
 	"context"
 	"net"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/livinity/livinity-agent/internal/testenv"
+	"github.com/livinity/livinity-agent/pipeline/journal"
 )
 
 // TestCrashDuringEveryStep kills the agent with SIGKILL inside each step of a first
@@ -21,7 +23,8 @@ import (
 func TestCrashDuringEveryStep(t *testing.T) {
 	t.Parallel()
 	bin := testenv.BuildAgent(t, testenv.ShortTempDir(t))
-	for k, step := range newFixture(t, "steps").plan().Steps {
+	steps := newFixture(t, "steps").plan().Steps
+	for k, step := range steps {
 		t.Run(step.ID, func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
@@ -72,9 +75,20 @@ func TestCrashDuringEveryStep(t *testing.T) {
 				})
 				return
 			}
+			// killed as the last step ended, the run may have committed first: then it
+			// succeeded, and there is nothing to roll back
+			jb, _ := os.ReadFile(filepath.Join(f.state, journal.FileName))
+			committed := bytes.Contains(jb, []byte(`"committed":true`))
 			out, err := agent("setup", "--rollback").CombinedOutput()
 			if err != nil {
 				t.Fatalf("setup --rollback: %v\n%s", err, out)
+			}
+			if committed {
+				if k != len(steps)-1 || !strings.Contains(string(out), "nothing to roll back") {
+					t.Fatalf("the run committed before the kill inside step %s; setup --rollback said:\n%s", step.ID, out)
+				}
+				t.Logf("the run had committed before the kill landed: nothing rolled back")
+				return
 			}
 			if !strings.Contains(string(out), "rolled back the interrupted run") {
 				t.Fatalf("setup --rollback found nothing to do:\n%s", out)
