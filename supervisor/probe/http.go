@@ -141,6 +141,7 @@ const (
 	drainWait = 50 * time.Millisecond
 )
 
+// timeout reports a network operation that ran into its deadline.
 func timeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
@@ -205,17 +206,19 @@ func (k *keptConns) take(addr string) (keptConn, bool) {
 
 // give keeps a connection a check used for the next one, or closes it.
 func (k *keptConns) give(addr string, kc keptConn, keep bool) {
-	if keep && time.Since(kc.dialed) < keepFor {
-		kc.usedAt = time.Now()
-		k.mu.Lock()
-		_, taken := k.m[addr]
-		if !taken {
-			k.m[addr] = kc
-		}
-		k.mu.Unlock()
-		if !taken {
-			return
-		}
+	if !keep || time.Since(kc.dialed) >= keepFor || !k.put(addr, kc) {
+		kc.c.Close()
 	}
-	kc.c.Close()
+}
+
+// put keeps kc for addr unless another check's connection is kept already.
+func (k *keptConns) put(addr string, kc keptConn) bool {
+	kc.usedAt = time.Now()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if _, taken := k.m[addr]; taken {
+		return false
+	}
+	k.m[addr] = kc
+	return true
 }

@@ -208,9 +208,7 @@ func classify(ctx context.Context, what string, err error) (Outcome, string) {
 	if localTrouble(err) {
 		return Error, what + ": probe could not run: " + err.Error()
 	}
-	var ne net.Error
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) ||
-		(errors.As(err, &ne) && ne.Timeout()) {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) || timeout(err) {
 		return Failure, what + ": no answer before the deadline"
 	}
 	return Failure, what + ": " + err.Error()

@@ -14,9 +14,9 @@ import (
 )
 
 // Exits is a proc connector socket of its own that the kernel filters (a classic BPF
-// program attached to it) down to the deaths of the processes it is told to watch: the
-// first thread of one of them that ends on a signal, or its main thread ending with a
-// non-zero status.
+// program attached to it) down to the deaths of the processes it is told to watch: any
+// thread of one of them that ends on a signal (each thread of a killed process does: the
+// caller takes the first), or its main thread ending with a non-zero status.
 //
 // It is the earliest word of a death there is. The kernel sends a thread's exit event as
 // the thread ends, tens of microseconds after a SIGKILL; a pidfd turns readable only once

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -109,6 +110,20 @@ func start(t *testing.T, name string, args ...string) (*exec.Cmd, io.Closer) {
 	return cmd, in
 }
 
+// waitThreads waits until pid has n threads.
+func waitThreads(t *testing.T, pid, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		tasks, _ := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
+		if len(tasks) == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d has %d threads, want %d", pid, len(tasks), n)
+		}
+	}
+}
+
 func expectNone(t *testing.T, ch <-chan Exit, what string) {
 	t.Helper()
 	select {
@@ -123,8 +138,9 @@ func expectNone(t *testing.T, ch <-chan Exit, what string) {
 // alone, a clean exit or a process not watched.
 func TestExitsOfWatchedProcesses(t *testing.T) {
 	e, ch := listenExits(t)
-	// a process whose second thread ends at once, then waits to be killed
-	py, _ := start(t, "python3", "-c", "import threading,time\nt=threading.Thread(target=lambda: None)\nt.start(); t.join()\ntime.sleep(60)")
+	// a process whose second thread ends when its standard input does, while the main
+	// thread waits to be killed
+	py, endThread := start(t, "python3", "-c", "import sys,threading,time\nthreading.Thread(target=sys.stdin.read).start()\ntime.sleep(60)")
 	other, _ := start(t, "sleep", "60")
 	clean, endClean := start(t, "sh", "-c", "read x; exit 0")
 	failing, endFailing := start(t, "sh", "-c", "read x; exit 3")
@@ -132,7 +148,9 @@ func TestExitsOfWatchedProcesses(t *testing.T) {
 	if err := e.Watch(pids); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond) // the thread has ended
+	waitThreads(t, py.Process.Pid, 2)
+	endThread.Close()
+	waitThreads(t, py.Process.Pid, 1)
 	expectNone(t, ch, "a thread that ended alone")
 
 	other.Process.Kill()
