@@ -225,7 +225,7 @@ func fromService(sv state.Service, now time.Time) Service {
 		}
 	}
 	if !sv.NextAttempt.IsZero() {
-		in := max(seconds(sv.NextAttempt.Sub(now)), 0)
+		in := since(now, sv.NextAttempt) // the time from now to the attempt, on the wall clock too
 		out.NextAttemptInSeconds = &in
 	}
 	return out
