@@ -30,6 +30,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sync/singleflight"
+
 	"github.com/livinity/livinity-agent/config"
 )
 
@@ -276,13 +278,16 @@ func Owned(check CheckFunc, s Spec, owns OwnerFunc) CheckFunc {
 }
 
 // Shared wraps check so that a result younger than fresh is handed out again instead of
-// checking anew: liveness and readiness probes of one service usually run the same check
-// on the same period, and need not hit the service twice. Errors are never reused. A
-// reused result has Reused set, so that it is not counted twice (metrics).
+// checking anew, and a caller arriving while a check runs waits for that check: liveness
+// and readiness probes of one service usually run the same check on the same period,
+// started together, and need not hit the service twice. Errors are never reused (a caller
+// handed one checks for itself). A reused result has Reused set, so that it is not counted
+// twice (metrics).
 func Shared(check CheckFunc, fresh time.Duration) CheckFunc {
 	var (
-		mu   sync.Mutex
-		last Result
+		mu       sync.Mutex
+		last     Result
+		inFlight singleflight.Group
 	)
 	return func(ctx context.Context) Result {
 		mu.Lock()
@@ -292,12 +297,24 @@ func Shared(check CheckFunc, fresh time.Duration) CheckFunc {
 			r.Reused = true
 			return r
 		}
-		r = check(ctx)
-		if r.Outcome != Error {
-			mu.Lock()
-			last = r
-			mu.Unlock()
+		led := false // set only in the caller that runs the check
+		v, _, _ := inFlight.Do("", func() (any, error) {
+			led = true
+			r := check(ctx)
+			if r.Outcome != Error {
+				mu.Lock()
+				last = r
+				mu.Unlock()
+			}
+			return r, nil
+		})
+		if r = v.(Result); led {
+			return r
 		}
+		if r.Outcome == Error {
+			return check(ctx)
+		}
+		r.Reused = true
 		return r
 	}
 }

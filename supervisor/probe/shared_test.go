@@ -2,6 +2,7 @@ package probe
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -29,5 +30,50 @@ func TestSharedReusesRecentResultsButNotErrors(t *testing.T) {
 	outcome = Failure
 	if r := check(ctx); r.Reused || r.Outcome != Failure || calls != 3 {
 		t.Fatalf("after an error: reused=%v outcome=%v calls=%d", r.Reused, r.Outcome, calls)
+	}
+}
+
+// Liveness and readiness workers resumed together call at the same instant: the second
+// caller waits for the first one's check instead of running its own.
+func TestSharedJoinsACheckInFlight(t *testing.T) {
+	var calls atomic.Int32
+	release := make(chan struct{})
+	outcome := Success
+	check := Shared(func(context.Context) Result {
+		calls.Add(1)
+		<-release
+		return Result{Outcome: outcome, At: time.Now()}
+	}, time.Nanosecond) // nothing is fresh: only joining can spare a check
+	results := make(chan Result, 2)
+	for range 2 {
+		go func() { results <- check(context.Background()) }()
+	}
+	for calls.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond) // the second caller arrives while the check runs
+	close(release)
+	a, b := <-results, <-results
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("two callers at once ran %d checks, want 1", n)
+	}
+	if a.Reused == b.Reused || a.Outcome != Success || b.Outcome != Success {
+		t.Fatalf("want one result checked and one reused, both success: %+v, %+v", a, b)
+	}
+
+	// an error is not handed to the caller that joined: it checks for itself
+	outcome = Error
+	release = make(chan struct{})
+	for range 2 {
+		go func() { results <- check(context.Background()) }()
+	}
+	for calls.Load() == 1 {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond)
+	close(release)
+	a, b = <-results, <-results
+	if n := calls.Load(); n != 3 || a.Reused || b.Reused {
+		t.Fatalf("after a shared error: %d checks (want 3), reused %v/%v (want neither)", n, a.Reused, b.Reused)
 	}
 }
