@@ -84,6 +84,7 @@ type service struct {
 	retry       <-chan time.Time
 	retryReason string
 	readySince  time.Time
+	stableAt    <-chan time.Time // fires once the service has been ready for the policy's resetAfter
 	lastEvent   time.Time
 
 	// an operator's stop (livinity-agent stop): no probes, no restarts until start
@@ -109,8 +110,6 @@ func (s *service) run(ctx context.Context) error {
 	defer s.stopWorkers()
 	defer close(s.quit)
 	defer s.exits.stop()
-	stable := s.clock.NewTicker(time.Second)
-	defer stable.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -120,7 +119,8 @@ func (s *service) run(ctx context.Context) error {
 		case <-s.retry:
 			s.retry = nil
 			s.restart(ctx, s.retryReason)
-		case <-stable.C():
+		case <-s.stableAt:
+			s.stableAt = nil
 			if sv := s.snapshot(); sv.Ready {
 				s.policy.stable(s.readySince, s.now())
 			}
@@ -592,6 +592,9 @@ func (s *service) onChange(ctx context.Context, c probe.Change) {
 		if c.To == probe.StateSuccess {
 			s.wobbly.Store(false)
 			s.readySince = s.now()
+			if s.policy.restarts > 0 { // a timer, not a ticker: nothing to do while nothing changes
+				s.stableAt = s.clock.After(s.policy.resetAfter)
+			}
 			s.update(func(sv *state.Service) { sv.Phase, sv.Ready, sv.Detail = state.Ready, true, "" })
 		} else if c.To == probe.StateFailure {
 			s.setPhase(state.Unhealthy, "readiness probe failing: "+c.Cause.Detail)

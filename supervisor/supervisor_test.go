@@ -110,6 +110,58 @@ func TestHungServiceIsRestartedByLiveness(t *testing.T) {
 	f.untouched(before, others("nexus-mcp")...)
 }
 
+// TestBackoffStartsOverAfterAStablePeriod hangs a service three times: the second restart,
+// soon after the first, waits its backoff; the third, after the service has been ready
+// for the policy's resetAfter, is immediate again.
+func TestBackoffStartsOverAfterAStablePeriod(t *testing.T) {
+	const resetAfter = 4 * time.Second
+	f := newFixture(t, nil, func(c *config.Config) {
+		c.Agent.RestartBackoff = config.Backoff{InitialSeconds: 1.5, Multiplier: 2, MaxSeconds: 3, ResetAfterSeconds: resetAfter.Seconds()}
+	})
+	// hang stops the service and reports whether the restart that follows was held back
+	hang := func() (backedOff bool) {
+		t.Helper()
+		pid := f.service("nexus-mcp").PID
+		changes, cancel := f.store.Subscribe()
+		defer cancel()
+		if err := sendSignal(pid, syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		defer sendSignal(pid, syscall.SIGCONT)
+		for {
+			select {
+			case c := <-changes:
+				if c.Service != "nexus-mcp" {
+					continue
+				}
+				switch c.To {
+				case state.Backoff:
+					backedOff = true
+				case state.Restarting:
+					return backedOff
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatal("the hung service was never restarted")
+			}
+		}
+	}
+	if hang() {
+		t.Fatal("the first restart waited: want it at once")
+	}
+	f.waitPhase("nexus-mcp", state.Ready, 20*time.Second)
+	if !hang() {
+		t.Fatal("the second restart, right after the first, did not wait its backoff")
+	}
+	f.waitPhase("nexus-mcp", state.Ready, 20*time.Second)
+	time.Sleep(resetAfter + 500*time.Millisecond)
+	if hang() {
+		t.Fatalf("the restart after %s ready waited: the backoff should have started over", resetAfter)
+	}
+	if sv := f.waitPhase("nexus-mcp", state.Ready, 20*time.Second); sv.Restarts[state.ReasonProbe] != 3 {
+		t.Errorf("restarts = %v, want three by probe", sv.Restarts)
+	}
+}
+
 // TestCrashAtStartForever: PM2 gives up (errored) on a service that always crashes; the
 // agent keeps restarting it, with growing delays up to the cap, and never gives up.
 func TestCrashAtStartForever(t *testing.T) {
