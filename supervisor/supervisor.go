@@ -568,8 +568,9 @@ func (s *Supervisor) dispatch(ctx context.Context, name string, m msg) {
 }
 
 // fullMemoryEvery is how often a service's PSS is measured (smaps_rollup, about a hundred
-// times the cost of statm) while its RSS stays under the limit and steady.
-const fullMemoryEvery = 10 * time.Second
+// times the cost of statm: a tenth of the agent's CPU at 10 s) while its RSS stays under
+// the limit and within a tenth of what it was at the last measurement.
+const fullMemoryEvery = 30 * time.Second
 
 // sample is a service's last PSS measurement.
 type sample struct {
