@@ -22,6 +22,7 @@ import (
 	"github.com/livinity/livinity-agent/config"
 	"github.com/livinity/livinity-agent/internal/atomicfile"
 	"github.com/livinity/livinity-agent/internal/procfs"
+	"github.com/livinity/livinity-agent/internal/tick"
 	"github.com/livinity/livinity-agent/supervisor/pidwatch"
 	"github.com/livinity/livinity-agent/supervisor/pm2"
 	"github.com/livinity/livinity-agent/supervisor/probe"
@@ -216,7 +217,7 @@ const maxStaleLists = 3
 // last one ran (an operator's `pm2 ls` spawns an empty one) is a daemon restart: the apps
 // are restored.
 func (s *Supervisor) loop(ctx context.Context, updates <-chan pm2.Update) error {
-	tick := time.NewTicker(time.Second)
+	tick := tick.New(time.Second) // with the other tickers of the second: one wake
 	defer tick.Stop()
 	var (
 		reconcile      <-chan time.Time

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/livinity/livinity-agent/internal/tick"
 	"github.com/livinity/livinity-agent/supervisor/state"
 )
 
@@ -25,7 +26,7 @@ func (n *Notifier) RunStatus(ctx context.Context, store *state.Store) error {
 	}
 	changes, cancel := store.Subscribe()
 	defer cancel()
-	t := time.NewTicker(statusRefresh)
+	t := tick.New(statusRefresh)
 	defer t.Stop()
 	last := ""
 	for {

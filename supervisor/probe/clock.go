@@ -1,6 +1,10 @@
 package probe
 
-import "time"
+import (
+	"time"
+
+	"github.com/livinity/livinity-agent/internal/tick"
+)
 
 // Clock is the time source of a Worker; tests pass a fake one so that thresholds can be
 // tested without sleeping.
@@ -20,13 +24,14 @@ type Ticker interface {
 // RealClock is the Clock of package time.
 type RealClock struct{}
 
-// NewTicker wraps time.NewTicker.
-func (RealClock) NewTicker(d time.Duration) Ticker { return realTicker{time.NewTicker(d)} }
+// NewTicker returns a tick.Ticker: its ticks fall on the multiples of d, with every other
+// ticker of the period, the first between d and 2d from now.
+func (RealClock) NewTicker(d time.Duration) Ticker { return realTicker{tick.New(d)} }
 
 // After wraps time.After.
 func (RealClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
 
-type realTicker struct{ t *time.Ticker }
+type realTicker struct{ t *tick.Ticker }
 
 func (r realTicker) C() <-chan time.Time { return r.t.C }
 func (r realTicker) Stop()               { r.t.Stop() }

@@ -37,6 +37,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/livinity/livinity-agent/internal/tick"
 )
 
 // Linux connector and proc-event constants (include/uapi/linux/connector.h, cn_proc.h).
@@ -265,7 +267,7 @@ const Batch = time.Second
 // error: the table is then stale and the caller goes back to scanning).
 func (l *Listener) Run(ctx context.Context) error {
 	defer l.Close()
-	tick := time.NewTicker(Batch)
+	tick := tick.New(Batch) // with the other tickers of the second: one wake
 	defer tick.Stop()
 	for {
 		select {
