@@ -141,6 +141,10 @@ func table(b *testing.B) {
 			load(fmt.Sprintf("before %d kills under %s", n, s.name()))
 			logf("%s: %d x kill -9, round the four nexus services ...", s.name(), n)
 			r.kills[s.name()] = killLoop(s, killTargets, n)
+			if k := r.kills[s.name()]; len(k.noticed) > 0 {
+				logf("%s: kill → noticed p50 %.2f, p90 %.2f, p99 %.2f, max %.2f ms", s.name(),
+					ms(pct(k.noticed, 0.5)), ms(pct(k.noticed, 0.9)), ms(pct(k.noticed, 0.99)), ms(pct(k.noticed, 1)))
+			}
 			for _, e := range r.kills[s.name()].errs {
 				r.notes = append(r.notes, s.name()+": "+e)
 			}

@@ -567,7 +567,9 @@ func (b *Box) saveStep() *pipeline.Step {
 func (b *Box) verifyStep() *pipeline.Step {
 	return &pipeline.Step{
 		ID: StepVerify, Title: "verify health", Timeout: 0, // bounded by agent.healthTimeoutSeconds
-		After:  []string{StepPM2Save},
+		// beside pm2-save (a third of a second of the pm2 program): the services are
+		// started, and a failed check rolls the saved list back all the same
+		After:  []string{StepPM2Start},
 		Undo:   "nothing (it changes nothing)",
 		Action: b.verify,
 	}
