@@ -25,7 +25,7 @@ type Ticker interface {
 type RealClock struct{}
 
 // NewTicker returns a tick.Ticker: its ticks fall on the multiples of d, with every other
-// ticker of the period, the first between d and 2d from now.
+// ticker of the period, the first between d/2 and 3d/2 from now.
 func (RealClock) NewTicker(d time.Duration) Ticker { return realTicker{tick.New(d)} }
 
 // After wraps time.After.
