@@ -217,8 +217,8 @@ const maxStaleLists = 3
 // last one ran (an operator's `pm2 ls` spawns an empty one) is a daemon restart: the apps
 // are restored.
 func (s *Supervisor) loop(ctx context.Context, updates <-chan pm2.Update) error {
-	tick := tick.New(time.Second) // with the other tickers of the second: one wake
-	defer tick.Stop()
+	ticker := tick.New(time.Second) // with the other tickers of the second: one wake
+	defer ticker.Stop()
 	var (
 		reconcile      <-chan time.Time
 		recheck        <-chan time.Time // is the daemon gone, so that it must be brought back?
@@ -333,7 +333,7 @@ func (s *Supervisor) loop(ctx context.Context, updates <-chan pm2.Update) error 
 			if connected {
 				startList()
 			}
-		case <-tick.C:
+		case <-ticker.C:
 			if connected && time.Since(lastList) >= s.opts.ReconcileEvery {
 				startList()
 			}

@@ -45,13 +45,20 @@ func TestSharedJoinsACheckInFlight(t *testing.T) {
 		return Result{Outcome: outcome, At: time.Now()}
 	}, time.Nanosecond) // nothing is fresh: only joining can spare a check
 	results := make(chan Result, 2)
-	for range 2 {
-		go func() { results <- check(context.Background()) }()
+	var entered atomic.Int32
+	callTwice := func() {
+		entered.Store(0)
+		for range 2 {
+			go func() { entered.Add(1); results <- check(context.Background()) }()
+		}
+		// both callers are on their way and one check runs: give the other the moment it
+		// needs to join it
+		for entered.Load() < 2 || calls.Load() == 0 {
+			time.Sleep(time.Millisecond)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	for calls.Load() == 0 {
-		time.Sleep(time.Millisecond)
-	}
-	time.Sleep(20 * time.Millisecond) // the second caller arrives while the check runs
+	callTwice()
 	close(release)
 	a, b := <-results, <-results
 	if n := calls.Load(); n != 1 {
@@ -64,16 +71,11 @@ func TestSharedJoinsACheckInFlight(t *testing.T) {
 	// an error is not handed to the caller that joined: it checks for itself
 	outcome = Error
 	release = make(chan struct{})
-	for range 2 {
-		go func() { results <- check(context.Background()) }()
-	}
-	for calls.Load() == 1 {
-		time.Sleep(time.Millisecond)
-	}
-	time.Sleep(20 * time.Millisecond)
+	calls.Store(0)
+	callTwice()
 	close(release)
 	a, b = <-results, <-results
-	if n := calls.Load(); n != 3 || a.Reused || b.Reused {
-		t.Fatalf("after a shared error: %d checks (want 3), reused %v/%v (want neither)", n, a.Reused, b.Reused)
+	if n := calls.Load(); n != 2 || a.Reused || b.Reused {
+		t.Fatalf("after a shared error: %d checks (want 2: the joiner's own), reused %v/%v (want neither)", n, a.Reused, b.Reused)
 	}
 }

@@ -267,13 +267,13 @@ const Batch = time.Second
 // error: the table is then stale and the caller goes back to scanning).
 func (l *Listener) Run(ctx context.Context) error {
 	defer l.Close()
-	tick := tick.New(Batch) // with the other tickers of the second: one wake
-	defer tick.Stop()
+	ticker := tick.New(Batch) // with the other tickers of the second: one wake
+	defer ticker.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-tick.C:
+		case <-ticker.C:
 		}
 		l.mu.Lock()
 		err := l.drain()
