@@ -205,6 +205,10 @@ type listResult struct {
 // before a recovery takes it for a stray (see strays.go).
 const strayAfter = 10 * time.Second
 
+// dyingDaemonRecheck is how soon a daemon that closed its bus but still takes connections
+// on its RPC socket is looked at again.
+const dyingDaemonRecheck = 200 * time.Millisecond
+
 // maxStaleLists bounds how many lists in a row are asked for again because events came
 // while they were under way (so that a storm of events cannot starve the services of lists).
 const maxStaleLists = 3
@@ -324,8 +328,14 @@ func (s *Supervisor) loop(ctx context.Context, updates <-chan pm2.Update) error 
 					s.log.Warn("lost the PM2 connection; the daemon is still there", "home", s.opts.PM2Home, "err", u.Err)
 					s.pm2State(false, why+errText(u.Err))
 				}
-				if !recovering && recheck == nil {
+				switch {
+				case recovering || recheck != nil:
+				case down:
 					recheck = time.After(time.Second) // it may be restarting on its own
+				default:
+					// a daemon killed closes its bus a moment before its RPC socket: look
+					// again soon
+					recheck = time.After(dyingDaemonRecheck)
 				}
 			}
 		case <-reconcile:
@@ -371,6 +381,8 @@ func (s *Supervisor) loop(ctx context.Context, updates <-chan pm2.Update) error 
 			if !down {
 				s.daemonDown(ctx, errors.New("nothing listens on its socket"))
 				down = true
+				recheck = time.After(time.Second) // it may be restarting on its own
+				break
 			}
 			recovering, startingDaemon = true, true
 			rctx, cancel := context.WithCancel(ctx)

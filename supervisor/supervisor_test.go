@@ -258,6 +258,11 @@ func TestPM2DaemonKilled(t *testing.T) {
 	testenv.WaitFor(t, "the agent to see the daemon gone", 10*time.Second, func() bool {
 		return !f.store.Snapshot().Agent.PM2Connected
 	})
+	// the old instances may still answer their probes: the services' phases alone do not
+	// show the recovery, a new daemon listing the apps and the agent connected to it do
+	testenv.WaitFor(t, "a new daemon running the apps, the agent connected", 60*time.Second, func() bool {
+		return len(f.procs()) == len(before) && f.store.Snapshot().Agent.PM2Connected
+	})
 	for _, n := range config.Default().ServiceNames() {
 		f.waitPhase(n, state.Ready, 60*time.Second)
 	}
