@@ -65,6 +65,10 @@ type service struct {
 	tree     atomic.Pointer[[]int32] // its process tree at the last memory sample
 	sampler  *proctree.Sampler
 	exits    exitWatch // the main pid's pidfd
+	// instanceAt is when the current instance was seen (with the monotonic reading, so
+	// that a step of the wall clock changes nothing): a check that started before it
+	// speaks of an earlier instance (see stale)
+	instanceAt atomic.Pointer[time.Time]
 
 	id, pid     int
 	pm2Status   string
@@ -399,6 +403,8 @@ func (s *service) instanceUp(pid int) {
 	}
 	s.crashed, s.lostDaemon, s.stopping, s.expect = false, false, false, ""
 	s.wobbly.Store(false)
+	at := s.now()
+	s.instanceAt.Store(&at)
 	s.pid = pid
 	s.breaches = 0
 	s.startupDone = false
@@ -446,7 +452,8 @@ func (s *service) ensureWorkers() bool {
 	st := start(probe.Startup, s.set.Startup)
 	// liveness and readiness run the same check: a result less than half the shorter
 	// period old serves both
-	check = probe.Shared(check, min(s.set.Liveness.Period(), s.set.Readiness.Period())/2)
+	check = probe.Shared(check, min(s.set.Liveness.Period(), s.set.Readiness.Period())/2,
+		s.instanceSeen)
 	lv, rd := start(probe.Liveness, s.set.Liveness), start(probe.Readiness, s.set.Readiness)
 	if st == nil || lv == nil || rd == nil {
 		for _, w := range []*probe.Worker{st, lv, rd} {
@@ -458,6 +465,19 @@ func (s *service) ensureWorkers() bool {
 	}
 	s.startup, s.liveness, s.readiness = st, lv, rd
 	return true
+}
+
+// stale reports whether r is of a check that started before the current instance was
+// seen: its verdict was queued before the instance's start reset the workers, and is about
+// an earlier instance (a readiness success of the one killed must not make the next ready).
+func (s *service) stale(r probe.Result) bool { return r.At.Before(s.instanceSeen()) }
+
+// instanceSeen is when the current instance was seen (the zero time before the first).
+func (s *service) instanceSeen() time.Time {
+	if at := s.instanceAt.Load(); at != nil {
+		return *at
+	}
+	return time.Time{}
 }
 
 // ownsPort reports whether the service's process tree holds the listening socket on port:
@@ -501,7 +521,7 @@ func (s *service) onResult(t probe.Type, r probe.Result) {
 	if s.observer != nil && r.Outcome != probe.Error && !r.Reused {
 		s.observer.ObserveProbe(s.name, t.String(), r.Duration, r.Outcome != probe.Success)
 	}
-	if !s.online.Load() {
+	if !s.online.Load() || s.stale(r) {
 		return // a check that was in flight when the instance went: it says nothing now
 	}
 	pr := state.ProbeResult{Type: t.String(), OK: r.Outcome == probe.Success, Outcome: r.Outcome.String(),
@@ -566,8 +586,8 @@ func (s *service) stopWorkers() {
 }
 
 func (s *service) onChange(ctx context.Context, c probe.Change) {
-	if s.expect != "" || !s.online.Load() || s.held {
-		return // a verdict about an instance that is going away
+	if s.expect != "" || !s.online.Load() || s.held || (c.To != probe.StateUnknown && s.stale(c.Cause)) {
+		return // a verdict about an instance that is going away, or one gone already
 	}
 	switch c.Type {
 	case probe.Startup:

@@ -281,19 +281,23 @@ func Owned(check CheckFunc, s Spec, owns OwnerFunc) CheckFunc {
 // checking anew, and a caller arriving while a check runs waits for that check: liveness
 // and readiness probes of one service usually run the same check on the same period,
 // started together, and need not hit the service twice. Errors are never reused (a caller
-// handed one checks for itself). A reused result has Reused set, so that it is not counted
-// twice (metrics).
-func Shared(check CheckFunc, fresh time.Duration) CheckFunc {
+// handed one checks for itself), nor is a result of a check that started before
+// notBefore() (the instance checked then is not the one running now; nil: no bound). A
+// reused result has Reused set, so that it is not counted twice (metrics).
+func Shared(check CheckFunc, fresh time.Duration, notBefore func() time.Time) CheckFunc {
 	var (
 		mu       sync.Mutex
 		last     Result
 		inFlight singleflight.Group
 	)
+	usable := func(r Result) bool {
+		return r.Outcome != 0 && r.Outcome != Error && (notBefore == nil || !r.At.Before(notBefore()))
+	}
 	return func(ctx context.Context) Result {
 		mu.Lock()
 		r := last
 		mu.Unlock()
-		if r.Outcome != 0 && r.Outcome != Error && time.Since(r.At) < fresh {
+		if usable(r) && time.Since(r.At) < fresh {
 			r.Reused = true
 			return r
 		}
@@ -311,7 +315,7 @@ func Shared(check CheckFunc, fresh time.Duration) CheckFunc {
 		if r = v.(Result); led {
 			return r
 		}
-		if r.Outcome == Error {
+		if !usable(r) {
 			return check(ctx)
 		}
 		r.Reused = true

@@ -13,7 +13,7 @@ func TestSharedReusesRecentResultsButNotErrors(t *testing.T) {
 	check := Shared(func(context.Context) Result {
 		calls++
 		return Result{Outcome: outcome, At: time.Now()}
-	}, 200*time.Millisecond)
+	}, 200*time.Millisecond, nil)
 	ctx := context.Background()
 	if r := check(ctx); r.Reused || calls != 1 {
 		t.Fatalf("first call: reused=%v calls=%d", r.Reused, calls)
@@ -43,7 +43,7 @@ func TestSharedJoinsACheckInFlight(t *testing.T) {
 		calls.Add(1)
 		<-release
 		return Result{Outcome: outcome, At: time.Now()}
-	}, time.Nanosecond) // nothing is fresh: only joining can spare a check
+	}, time.Nanosecond, nil) // nothing is fresh: only joining can spare a check
 	results := make(chan Result, 2)
 	var entered atomic.Int32
 	callTwice := func() {
@@ -77,5 +77,45 @@ func TestSharedJoinsACheckInFlight(t *testing.T) {
 	a, b = <-results, <-results
 	if n := calls.Load(); n != 2 || a.Reused || b.Reused {
 		t.Fatalf("after a shared error: %d checks (want 2: the joiner's own), reused %v/%v (want neither)", n, a.Reused, b.Reused)
+	}
+}
+
+// A result of a check that started before the bound (the instance then is not the one
+// running now) is neither reused nor handed to a caller that joined its check.
+func TestSharedIgnoresResultsFromBeforeTheBound(t *testing.T) {
+	var calls atomic.Int32
+	var bound atomic.Int64
+	release := make(chan struct{}, 1)
+	check := Shared(func(context.Context) Result {
+		calls.Add(1)
+		at := time.Now()
+		<-release
+		return Result{Outcome: Success, At: at}
+	}, time.Hour, func() time.Time { return time.Unix(0, bound.Load()) })
+	release <- struct{}{}
+	if r := check(context.Background()); r.Reused || calls.Load() != 1 {
+		t.Fatalf("first call: reused=%v calls=%d", r.Reused, calls.Load())
+	}
+	bound.Store(time.Now().UnixNano()) // a new instance
+	release <- struct{}{}
+	if r := check(context.Background()); r.Reused || calls.Load() != 2 {
+		t.Fatalf("a result from before the bound was reused: reused=%v calls=%d", r.Reused, calls.Load())
+	}
+	// a check under way when the bound moves: the caller that joined it checks anew
+	bound.Store(time.Now().UnixNano()) // nothing cached is usable: the next caller checks
+	first := make(chan Result, 1)
+	go func() { first <- check(context.Background()) }()
+	for calls.Load() != 3 {
+		time.Sleep(time.Millisecond)
+	}
+	joined := make(chan Result, 1)
+	go func() { joined <- check(context.Background()) }()
+	time.Sleep(20 * time.Millisecond) // let it join
+	bound.Store(time.Now().UnixNano())
+	release <- struct{}{}
+	<-first
+	release <- struct{}{}
+	if r := <-joined; r.Reused || calls.Load() != 4 {
+		t.Fatalf("the joiner got a result from before the bound: reused=%v calls=%d", r.Reused, calls.Load())
 	}
 }
