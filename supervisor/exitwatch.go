@@ -43,6 +43,7 @@ func (s *service) watchExit(pid int) {
 		return // PM2 did not say when it started it: no way to tell a reused pid
 	}
 	w, err := s.exits.watcher.Start(pid, started, func(pid int, at time.Time) {
+		s.markExited(pid, at)
 		select {
 		case s.msgs <- msg{pidExit: &pidExit{pid: pid, at: at}}:
 		case <-s.quit:
@@ -61,6 +62,30 @@ func (s *service) watchExit(pid int) {
 	}
 }
 
+// markExited shows the exit of the watched main pid in the store at once, from the
+// watcher's goroutine that saw it, on the CPU where the process died: handed to the
+// service's goroutine first, it would wait for another thread to be woken, on a CPU that
+// may be idle (milliseconds on a virtual machine). Only an instance the store shows
+// running with that pid is marked, unless an operator's stop is under way (an exit the
+// agent expects finds the phase restarting or stopped already); onPIDExit does the rest
+// on the service's goroutine and writes the same.
+func (s *service) markExited(pid int, at time.Time) {
+	if s.stoppingByOperator.Load() {
+		return
+	}
+	s.store.Update(s.name, func(sv *state.Service) {
+		if sv.PID != pid || (sv.Phase != state.Starting && sv.Phase != state.Ready && sv.Phase != state.Unhealthy &&
+			sv.Phase != state.Backoff) {
+			return
+		}
+		noInstance(sv)
+		sv.LastExit = state.Exit{At: at}
+		sv.Phase, sv.Ready, sv.Detail, sv.NextAttempt = state.Restarting, false, exitedDetail(pid), time.Time{}
+	})
+}
+
+func exitedDetail(pid int) string { return fmt.Sprintf("down: pid %d exited; PM2 restarts it", pid) }
+
 // onPIDExit shows an unexpected exit of the instance at once: down, PM2 restarts it. Why
 // it exited (and whether it was a stop on purpose, which the bus tells) comes with PM2's
 // exit event, which then completes LastExit and the detail and counts the crash. An exit
@@ -70,7 +95,9 @@ func (s *service) onPIDExit(e pidExit) {
 	if e.pid <= 0 || e.pid != s.pid || !s.online.Load() {
 		return // an earlier instance, or the bus was first
 	}
-	s.exits.stop()
+	// once the state shows the exit: closing the pidfd waits for its reader goroutine, and
+	// the kernel's exit filter is compiled anew without the pid
+	defer s.exits.stop()
 	if s.lostDaemon || s.expect != "" || s.stopping {
 		return
 	}
@@ -80,5 +107,5 @@ func (s *service) onPIDExit(e pidExit) {
 		noInstance(sv)
 		sv.LastExit = state.Exit{At: e.at}
 	})
-	s.setPhase(state.Restarting, fmt.Sprintf("down: pid %d exited; PM2 restarts it", e.pid))
+	s.setPhase(state.Restarting, exitedDetail(e.pid))
 }

@@ -65,6 +65,9 @@ type service struct {
 	tree     atomic.Pointer[[]int32] // its process tree at the last memory sample
 	sampler  *proctree.Sampler
 	exits    exitWatch // the main pid's pidfd
+	// stoppingByOperator is set while an operator's stop waits for PM2: the exit it brings
+	// is not shown as a crash (see markExited)
+	stoppingByOperator atomic.Bool
 	// instanceAt is when the current instance was seen (with the monotonic reading, so
 	// that a step of the wall clock changes nothing): a check that started before it
 	// speaks of an earlier instance (see stale)
@@ -784,6 +787,8 @@ func (s *service) operatorStop(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("%w: %s is not in PM2's process list", state.ErrBusy, s.name)
 	}
 	s.holdAll()
+	s.stoppingByOperator.Store(true)
+	defer s.stoppingByOperator.Store(false)
 	rctx, cancel := context.WithTimeout(ctx, controlTimeout)
 	err := s.stopper.Stop(rctx, s.id)
 	cancel()

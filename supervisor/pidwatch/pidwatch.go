@@ -78,10 +78,9 @@ func Supported() error {
 
 // Watcher watches processes. Create it with NewWatcher; Close it when done.
 type Watcher struct {
-	exits   *procconn.Exits // nil: pidfds alone
-	exitErr error           // why not, then
-
 	mu      sync.Mutex
+	exits   []*procconn.Exits // one per reader CPU; none: pidfds alone
+	exitErr error             // why not, then
 	watches map[int32]*Watch
 
 	noPidfdWait bool // tests: the exit events alone
@@ -94,11 +93,41 @@ func NewWatcher() (*Watcher, error) {
 		return nil, err
 	}
 	w := &Watcher{watches: map[int32]*Watch{}}
-	w.exits, w.exitErr = procconn.ListenExits()
-	if w.exitErr == nil {
-		go w.readExits()
+	cpus := readerCPUs()
+	for range cpus {
+		e, err := procconn.ListenExits()
+		if err != nil {
+			w.exitErr = err
+			w.closeExits()
+			return w, nil
+		}
+		w.exits = append(w.exits, e)
+	}
+	for i, e := range w.exits {
+		go w.readExits(e, cpus[i])
 	}
 	return w, nil
+}
+
+// maxReaders bounds the exit-event readers (one per CPU the agent may run on): on a larger
+// host the deaths on the other CPUs wake a reader across CPUs.
+const maxReaders = 8
+
+// readerCPUs are the CPUs to wait for exit events on, each with a socket and a thread of
+// its own (see procconn.Exits.ReadOn): a death is then seen on the CPU where it happens,
+// which is awake, without waking another. -1 alone: the CPUs cannot be told, wait anywhere.
+func readerCPUs() []int {
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil || set.Count() == 0 {
+		return []int{-1}
+	}
+	var cpus []int
+	for cpu := 0; len(cpus) < min(set.Count(), maxReaders); cpu++ {
+		if set.IsSet(cpu) {
+			cpus = append(cpus, cpu)
+		}
+	}
+	return cpus
 }
 
 // ExitEvents is nil when the proc connector's exit events are a source, else why not
@@ -111,15 +140,34 @@ func (w *Watcher) ExitEvents() error {
 
 // Close stops the exit events; watches already started keep their pidfds until stopped.
 func (w *Watcher) Close() {
-	if w.exits != nil {
-		w.exits.Close()
+	w.mu.Lock()
+	exits := w.exits
+	w.exits = nil
+	w.mu.Unlock()
+	for _, e := range exits {
+		e.Close()
 	}
 }
 
-func (w *Watcher) readExits() {
-	if err := w.exits.Read(w.onExitEvent); err != nil {
+// closeExits closes the exit events after a failure, off the caller's goroutine (Close
+// waits for the readers, and the caller may be one, or hold mu that they take).
+func (w *Watcher) closeExits() {
+	exits := w.exits
+	w.exits = nil
+	go func() {
+		for _, e := range exits {
+			e.Close()
+		}
+	}()
+}
+
+func (w *Watcher) readExits(e *procconn.Exits, cpu int) {
+	if err := e.ReadOn(cpu, w.onExitEvent); err != nil {
 		w.mu.Lock()
-		w.exitErr = err
+		if w.exitErr == nil {
+			w.exitErr = err
+			w.closeExits()
+		}
 		w.mu.Unlock()
 	}
 }
@@ -138,7 +186,7 @@ func (w *Watcher) onExitEvent(ex procconn.Exit) {
 
 // setFilter gives the kernel the pids watched now. Called with mu held.
 func (w *Watcher) setFilter() {
-	if w.exits == nil || w.exitErr != nil {
+	if len(w.exits) == 0 || w.exitErr != nil {
 		return
 	}
 	pids := make([]int32, 0, len(w.watches))
@@ -148,9 +196,12 @@ func (w *Watcher) setFilter() {
 	if len(pids) > procconn.MaxExitPIDs {
 		pids = pids[:procconn.MaxExitPIDs] // the rest on their pidfds alone
 	}
-	if err := w.exits.Watch(pids); err != nil {
-		w.exitErr = err
-		w.exits.Close()
+	for _, e := range w.exits {
+		if err := e.Watch(pids); err != nil {
+			w.exitErr = err
+			w.closeExits()
+			return
+		}
 	}
 }
 
@@ -167,11 +218,13 @@ type Watch struct {
 	once   sync.Once
 }
 
-// exited reports the exit, the first time either source sees it.
+// exited reports the exit, the first time either source sees it, and then ends the watch
+// (not before: closing the pidfd waits for its reader goroutine to run, and the kernel's
+// exit filter is compiled anew).
 func (wt *Watch) exited(at time.Time) {
 	wt.fired.Do(func() {
-		wt.Stop()
 		wt.onExit(wt.PID, at)
+		wt.Stop()
 	})
 }
 

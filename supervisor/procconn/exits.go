@@ -4,7 +4,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
-	"sync/atomic"
+	"runtime"
+	"sync"
 	"syscall"
 	"time"
 	"unsafe"
@@ -30,9 +31,14 @@ import (
 // The socket wakes its reader for nothing else: every other event on the host is dropped
 // in the kernel.
 type Exits struct {
-	f      *os.File
-	rc     syscall.RawConn
-	closed atomic.Bool
+	f    *os.File
+	rc   syscall.RawConn
+	wake int           // an eventfd: Close wakes ReadOn with it
+	done chan struct{} // closed when ReadOn returns
+
+	mu      sync.Mutex
+	reading bool
+	closed  bool
 }
 
 // Exit is one death reported by Exits.
@@ -68,13 +74,19 @@ func ListenExits() (*Exits, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Exits{f: os.NewFile(uintptr(fd), "proc-connector-exits")}
+	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("proc connector: eventfd: %w", err)
+	}
+	e := &Exits{f: os.NewFile(uintptr(fd), "proc-connector-exits"), wake: wake, done: make(chan struct{})}
 	if e.rc, err = e.f.SyscallConn(); err != nil {
 		e.f.Close()
+		unix.Close(wake)
 		return nil, err
 	}
 	if err := e.Watch(nil); err != nil {
-		e.f.Close()
+		e.Close()
 		return nil, err
 	}
 	return e, nil
@@ -142,41 +154,57 @@ func exitFilter(pids []int32) []bpf.Instruction {
 	return prog
 }
 
-// Read waits for exits and calls fn with each, from the calling goroutine, until Close
-// (then it returns nil) or the socket fails. Events the kernel dropped (a full buffer:
-// unlikely, the filter passes so few) are not reported: Exits is never the only source.
-func (e *Exits) Read(fn func(Exit)) error {
+// ReadOn waits for exits and calls fn with each, until Close (then it returns nil) or the
+// socket fails. It waits on an OS thread of its own, pinned to cpu when cpu is 0 or more
+// (and the process may run there), in poll(2) rather than on the Go runtime's poller: the
+// kernel wakes the waiter on the CPU it runs on, and fn runs there at once. An exit event
+// is sent from the CPU where the dying thread runs, which is awake; a waiter on another,
+// idle, CPU first waits for that CPU to wake, which on a virtual machine takes up to
+// milliseconds (the host schedules the virtual CPU). One Exits per CPU, each read on its
+// own, so sees a death on the CPU where it happens (see pidwatch). Events the kernel
+// dropped (a full buffer: unlikely, the filter passes so few) are not reported: Exits is
+// never the only source.
+func (e *Exits) ReadOn(cpu int, fn func(Exit)) error {
+	e.mu.Lock()
+	if e.closed || e.reading {
+		e.mu.Unlock()
+		return nil
+	}
+	e.reading = true
+	e.mu.Unlock()
+	defer close(e.done)
+	runtime.LockOSThread() // never unlocked: the thread ends with the reader
+	if cpu >= 0 {
+		var set unix.CPUSet
+		set.Set(cpu)
+		unix.SchedSetaffinity(0, &set) // not allowed there (a cpuset): it waits anywhere
+	}
+	shortSlice()
+	fd := -1
+	e.rc.Control(func(f uintptr) { fd = int(f) }) // the file stays open until ReadOn returns
 	buf := make([]byte, 4096)
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}, {Fd: int32(e.wake), Events: unix.POLLIN}}
 	for {
-		var evs []Exit
-		var rerr error
-		err := e.rc.Read(func(fd uintptr) bool {
-			for {
-				n, _, err := unix.Recvfrom(int(fd), buf, 0)
-				switch {
-				case err == unix.EAGAIN:
-					return len(evs) > 0 // else wait on the poller
-				case err == unix.EINTR || err == unix.ENOBUFS:
-					continue
-				case err != nil:
-					rerr = err
-					return true
-				}
-				if ex, ok := parseExit(buf[:n]); ok {
-					evs = append(evs, ex)
-				}
-			}
-		})
-		for _, ex := range evs {
-			fn(ex)
+		if _, err := unix.Poll(fds, -1); err != nil && err != unix.EINTR {
+			return fmt.Errorf("proc connector: poll: %w", err)
 		}
-		switch {
-		case e.closed.Load():
+		if e.isClosed() {
 			return nil
-		case err != nil:
-			return fmt.Errorf("proc connector: receive: %w", err)
-		case rerr != nil:
-			return fmt.Errorf("proc connector: receive: %w", rerr)
+		}
+		for {
+			n, _, err := unix.Recvfrom(fd, buf, 0)
+			if err == unix.EAGAIN {
+				break
+			}
+			if err == unix.EINTR || err == unix.ENOBUFS {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("proc connector: receive: %w", err)
+			}
+			if ex, ok := parseExit(buf[:n]); ok {
+				fn(ex)
+			}
 		}
 	}
 }
@@ -197,8 +225,45 @@ func parseExit(b []byte) (Exit, bool) {
 	}, true
 }
 
-// Close ends the subscription; Read returns nil.
+// Close ends the subscription: a ReadOn under way returns nil, and the socket is closed
+// once it has.
 func (e *Exits) Close() error {
-	e.closed.Store(true)
+	e.mu.Lock()
+	was, reading := e.closed, e.reading
+	e.closed = true
+	e.mu.Unlock()
+	if was {
+		return nil
+	}
+	if reading {
+		var one [8]byte
+		binary.NativeEndian.PutUint64(one[:], 1)
+		unix.Write(e.wake, one[:])
+		<-e.done
+	}
+	unix.Close(e.wake)
 	return e.f.Close()
+}
+
+// readerSlice is the reader thread's time slice: far below the default (0.7 to 3 ms), so
+// that on Linux 6.12 and later (EEVDF's custom slices) its wake-up preempts whatever runs
+// on the CPU instead of waiting for that task's slice to end. The reader runs for
+// microseconds at a time; earlier kernels ignore it.
+const readerSlice = 100 * time.Microsecond
+
+// shortSlice asks for readerSlice on the calling thread, leaving its policy and nice value
+// as they are; a kernel that refuses keeps the default.
+func shortSlice() {
+	a, err := unix.SchedGetAttr(0, 0)
+	if err != nil || a.Policy != unix.SCHED_NORMAL {
+		return
+	}
+	a.Runtime = uint64(readerSlice)
+	unix.SchedSetAttr(0, a, 0)
+}
+
+func (e *Exits) isClosed() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.closed
 }

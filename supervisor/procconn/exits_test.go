@@ -85,7 +85,7 @@ func listenExits(t *testing.T) (*Exits, <-chan Exit) {
 	}
 	ch := make(chan Exit, 16)
 	done := make(chan error, 1)
-	go func() { done <- e.Read(func(x Exit) { ch <- x }) }()
+	go func() { done <- e.ReadOn(0, func(x Exit) { ch <- x }) }()
 	t.Cleanup(func() {
 		e.Close()
 		if err := <-done; err != nil {
@@ -181,5 +181,24 @@ func TestExitsOfWatchedProcesses(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("a main thread's status 3 was not reported")
+	}
+}
+
+// Close ends the subscription with or without a reader, and more than once.
+func TestExitsClose(t *testing.T) {
+	e, _ := listenExits(t) // Close with a reader: in the cleanup, which waits for ReadOn
+	e2, err := ListenExits()
+	if err != nil {
+		t.Fatal(err) // listenExits skipped if the connector is not there
+	}
+	if err := e2.Close(); err != nil {
+		t.Errorf("Close without a reader: %v", err)
+	}
+	if err := e2.ReadOn(-1, func(Exit) {}); err != nil {
+		t.Errorf("ReadOn after Close: %v, want nil at once", err)
+	}
+	e2.Close()
+	if err := e.Watch([]int32{1}); err != nil {
+		t.Errorf("Watch with a reader waiting: %v", err)
 	}
 }
