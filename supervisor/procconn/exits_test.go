@@ -89,7 +89,7 @@ func listenExits(t *testing.T) (*Exits, <-chan Exit) {
 	t.Cleanup(func() {
 		e.Close()
 		if err := <-done; err != nil {
-			t.Errorf("Read: %v", err)
+			t.Errorf("ReadOn: %v", err)
 		}
 	})
 	return e, ch
