@@ -78,10 +78,16 @@ func (s *service) markExited(pid int, at time.Time) {
 			sv.Phase != state.Backoff) {
 			return
 		}
-		noInstance(sv)
-		sv.LastExit = state.Exit{At: at}
-		sv.Phase, sv.Ready, sv.Detail, sv.NextAttempt = state.Restarting, false, exitedDetail(pid), time.Time{}
+		showExited(sv, pid, at)
 	})
+}
+
+// showExited is what the state says of a main pid seen exiting at `at`, until PM2's exit
+// event tells why: down, no instance, PM2 restarts it.
+func showExited(sv *state.Service, pid int, at time.Time) {
+	noInstance(sv)
+	sv.LastExit = state.Exit{At: at}
+	sv.Phase, sv.Ready, sv.Detail, sv.NextAttempt = state.Restarting, false, exitedDetail(pid), time.Time{}
 }
 
 func exitedDetail(pid int) string { return fmt.Sprintf("down: pid %d exited; PM2 restarts it", pid) }
@@ -103,9 +109,5 @@ func (s *service) onPIDExit(e pidExit) {
 	}
 	s.online.Store(false)
 	s.holdAll()
-	s.update(func(sv *state.Service) {
-		noInstance(sv)
-		sv.LastExit = state.Exit{At: e.at}
-	})
-	s.setPhase(state.Restarting, exitedDetail(e.pid))
+	s.update(func(sv *state.Service) { showExited(sv, e.pid, e.at) })
 }
