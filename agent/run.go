@@ -34,6 +34,15 @@ type RunOptions struct {
 	// Version and Revision are the agent's, for the status and the metrics.
 	Version, Revision string
 
+	// StartAfresh, when set, is called after an onboarding this process ran has succeeded
+	// and everything Run started has stopped (the status socket and /metrics closed, no
+	// STOPPING sent to systemd); the command replaces the process with a new run of the
+	// program, the same pid. That run finds the box onboarded and adopts the services, so
+	// that supervision carries nothing of the onboarding: not the heap it grew, nor the
+	// program pages the pipeline's code was read into. It returns only when it failed; Run
+	// then supervises in this process.
+	StartAfresh func() error
+
 	// retry is the backoff between failed onboardings (tests shorten it); default
 	// onboardRetry.
 	retry func() backoff.BackOff
@@ -49,8 +58,31 @@ func onboardRetry() backoff.BackOff {
 // Run is the agent's life under systemd (or in a terminal): it serves the status socket,
 // the metrics and systemd's watchdog from the start, onboards the box when it needs it
 // (see the package doc: when, and how a failure is retried), then supervises the services
-// until ctx ends. Stopping it never stops the services.
+// until ctx ends (after an onboarding, through r.StartAfresh when it is set). Stopping it
+// never stops the services.
 func Run(ctx context.Context, o Options, r RunOptions) error {
+	for {
+		err := run(ctx, o, r)
+		if !errors.Is(err, errOnboarded) {
+			return err
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		err = r.StartAfresh()
+		if o.Logger != nil {
+			o.Logger.Warn("could not start afresh after the onboarding; supervising in this process", "err", err)
+		}
+		r.StartAfresh = nil
+	}
+}
+
+// errOnboarded ends run after an onboarding when Run is to start afresh.
+var errOnboarded = errors.New("onboarded; starting afresh")
+
+// run is one life of Run: until ctx ends, or until an onboarding succeeded when
+// r.StartAfresh is set (errOnboarded).
+func run(ctx context.Context, o Options, r RunOptions) error {
 	if o.Config == nil {
 		cfg, err := LoadConfig(o.ConfigPath, o.StateDir)
 		if err != nil {
@@ -122,8 +154,13 @@ func Run(ctx context.Context, o Options, r RunOptions) error {
 	})
 	g.Go(func() error { return notifier.RunStatus(gctx, store) })
 	g.Go(func() error {
+		onboarded, ok := a.onboardUntilDone(gctx, retry(), store, notifier)
+		if ok && onboarded && r.StartAfresh != nil {
+			log.Info("onboarded; starting afresh to supervise, without what the onboarding used")
+			return errOnboarded
+		}
 		defer notifier.Stopping()
-		if !a.onboardUntilDone(gctx, retry(), store, notifier) {
+		if !ok {
 			return nil // stopped while onboarding
 		}
 		s, err := supervisor.New(supervisor.Options{
@@ -140,6 +177,9 @@ func Run(ctx context.Context, o Options, r RunOptions) error {
 		return s.Run(gctx)
 	})
 	err = g.Wait()
+	if errors.Is(err, errOnboarded) {
+		return err
+	}
 	log.Info("agent stopped; the services keep running")
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return err
@@ -151,15 +191,16 @@ func Run(ctx context.Context, o Options, r RunOptions) error {
 // (a critical preflight check, or a pipeline that was rolled back) under retry. After the
 // first failure the agent tells systemd it is up: it keeps serving status and metrics,
 // where the failure is visible (setup.ok false, livinity_setup_last_run_success 0). It
-// reports false when ctx ended first.
-func (a *Agent) onboardUntilDone(ctx context.Context, retry backoff.BackOff, store *state.Store, notifier *systemd.Notifier) bool {
+// reports whether an onboarding ran (false: the services were adopted), and ok false
+// when ctx ended first.
+func (a *Agent) onboardUntilDone(ctx context.Context, retry backoff.BackOff, store *state.Store, notifier *systemd.Notifier) (onboarded, ok bool) {
 	for {
-		err := a.onboardIfNeeded(ctx, store, notifier)
+		ran, err := a.onboardIfNeeded(ctx, store, notifier)
 		if err == nil {
-			return true
+			return ran, true
 		}
 		if ctx.Err() != nil {
-			return false
+			return false, false
 		}
 		wait := retry.NextBackOff()
 		var pf *PreflightError
@@ -171,7 +212,7 @@ func (a *Agent) onboardUntilDone(ctx context.Context, retry backoff.BackOff, sto
 		notifier.Ready()
 		select {
 		case <-ctx.Done():
-			return false
+			return false, false
 		case <-time.After(wait):
 		}
 	}
@@ -180,18 +221,18 @@ func (a *Agent) onboardUntilDone(ctx context.Context, retry backoff.BackOff, sto
 // onboardIfNeeded onboards (Agent.Onboard: preflight, then the pipeline) when the box was
 // never onboarded, when the config changed since the last successful run, or when the
 // last run failed; otherwise it adopts the running services. An interrupted update or
-// run is always finished first.
-func (a *Agent) onboardIfNeeded(ctx context.Context, store *state.Store, notifier *systemd.Notifier) error {
+// run is always finished first. It reports whether it onboarded.
+func (a *Agent) onboardIfNeeded(ctx context.Context, store *state.Store, notifier *systemd.Notifier) (bool, error) {
 	cfg, log := a.cfg, a.log
 	if err := a.recoverUpdate(ctx); err != nil {
-		return err
+		return false, err
 	}
 	if _, err := pipeline.Recover(ctx, a.plan.StateDir, a.pipelineOptions()); err != nil {
-		return err
+		return false, err
 	}
 	last, ok, err := pipeline.LoadLastRun(a.plan.StateDir)
 	if err != nil {
-		return err
+		return false, err
 	}
 	reason := ""
 	switch {
@@ -207,7 +248,7 @@ func (a *Agent) onboardIfNeeded(ctx context.Context, store *state.Store, notifie
 		store.UpdateAgent(func(s *state.Agent) {
 			s.Setup = state.Setup{Ran: true, OK: true, At: last.At, DurationSeconds: last.DurationSeconds}
 		})
-		return nil
+		return false, nil
 	}
 	log.Info("running the onboarding pipeline", "why", reason)
 	res, err := a.Onboard(ctx, Hooks{Observe: func(e pipeline.Event) {
@@ -227,7 +268,7 @@ func (a *Agent) onboardIfNeeded(ctx context.Context, store *state.Store, notifie
 		setupState.Error = a.secrets.String(err.Error())
 	}
 	store.UpdateAgent(func(s *state.Agent) { s.Setup = setupState })
-	return err
+	return true, err
 }
 
 // trimAfter is how long supervision runs before the agent gives back, once, what its

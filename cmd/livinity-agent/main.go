@@ -11,6 +11,7 @@ import (
 )
 
 func main() {
+	startAfresh = func() error { return syscall.Exec("/proc/self/exe", os.Args, os.Environ()) }
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := execute(ctx, os.Args, os.Stdout, os.Stderr)
 	stop()

@@ -19,6 +19,13 @@ func runCommand() *cli.Command {
 	}
 }
 
+// startAfresh replaces the process with a new run of this program, with the same
+// arguments and environment (the same pid, so systemd's unit and its watchdog go on): run
+// does it after an onboarding, so that the supervising process carries nothing of the
+// onboarding (agent.RunOptions.StartAfresh). main sets it; a run inside another program
+// (the tests) supervises in its own process.
+var startAfresh func() error
+
 // runAgent is `run`: agent.Run with the flags.
 func runAgent(ctx context.Context, cmd *cli.Command) error {
 	cfg, err := loadConfig(cmd)
@@ -41,6 +48,6 @@ func runAgent(ctx context.Context, cmd *cli.Command) error {
 	}
 	return agent.Run(ctx, o, agent.RunOptions{
 		MetricsListen: cmd.String(flagMetricsListen), RuntimeDir: cmd.String(flagRuntimeDir),
-		Version: version, Revision: revision(),
+		Version: version, Revision: revision(), StartAfresh: startAfresh,
 	})
 }

@@ -86,6 +86,15 @@ scrape_configs:
 		return len(s) == 5, fmt.Sprintf("%d services ready: %v", len(s), s)
 	})
 	t.Logf("onboarded and all ready after %v", time.Since(start).Round(time.Second))
+	// the process that onboarded started afresh to supervise (the same pid: agentAlive),
+	// adopting what it had onboarded rather than onboarding twice
+	if err := inOrder(agentLog.String(), "running the onboarding pipeline", "onboarded; starting afresh",
+		"already onboarded with this config; adopting", "supervising"); err != nil {
+		t.Errorf("the agent's log after onboarding: %v", err)
+	}
+	if n := strings.Count(agentLog.String(), "running the onboarding pipeline"); n != 1 {
+		t.Errorf("the onboarding pipeline ran %d times, want 1", n)
+	}
 	prom.WaitValue("livinity_agent_ready", `livinity_agent_ready`, time.Minute, func(v float64) bool { return v == 1 })
 	if v, ok, err := prom.Scalar(`count(livinity_service_memory_bytes > 0)`); err != nil || !ok || v != 5 {
 		t.Errorf("services with tree memory > 0: %v (present %v, err %v), want 5", v, ok, err)
@@ -293,4 +302,17 @@ func checkRules(t *testing.T, prom *Prometheus) {
 		}
 		return n == want, fmt.Sprintf("%d rules evaluated, want %d (every rule of alerts.yml)", n, want)
 	})
+}
+
+// inOrder reports the first of lines not found in log after the ones before it.
+func inOrder(log string, lines ...string) error {
+	rest := log
+	for _, l := range lines {
+		i := strings.Index(rest, l)
+		if i < 0 {
+			return fmt.Errorf("no %q after the lines before it", l)
+		}
+		rest = rest[i+len(l):]
+	}
+	return nil
 }
