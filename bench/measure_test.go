@@ -3,6 +3,8 @@ package bench
 import (
 	"bufio"
 	"context"
+	"debug/elf"
+	"encoding/binary"
 	"fmt"
 	"net"
 	"net/http"
@@ -180,6 +182,76 @@ func mappings(pid int) []mapping {
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].rss > out[j].rss })
+	return out
+}
+
+// section is how much of one section of the program file a process has resident.
+type section struct {
+	name            string
+	resident, bytes uint64
+}
+
+// sections reads which pages of the program file bin that pid maps are resident
+// (/proc/<pid>/pagemap's present bit, root only) and sums them by ELF section (file
+// offsets, so a position-independent build is read right too), largest first: where the
+// program's part of the resident set is, text against the tables the runtime reads (the
+// data section's pages written since, anonymous now, are counted with it).
+func sections(pid int, bin string) []section {
+	f, err := elf.Open(bin)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	pm, err := os.Open(fmt.Sprintf("/proc/%d/pagemap", pid))
+	if err != nil {
+		return nil
+	}
+	defer pm.Close()
+	maps, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		return nil
+	}
+	var st syscall.Stat_t
+	if syscall.Stat(bin, &st) != nil {
+		return nil
+	}
+	present := map[uint64]bool{} // resident pages by file offset
+	entry := make([]byte, 8)
+	for _, line := range strings.Split(string(maps), "\n") {
+		fs := strings.Fields(line)
+		if len(fs) < 6 || fs[4] != strconv.FormatUint(st.Ino, 10) {
+			continue
+		}
+		lo, hi, _ := strings.Cut(fs[0], "-")
+		start, _ := strconv.ParseUint(lo, 16, 64)
+		end, _ := strconv.ParseUint(hi, 16, 64)
+		off, _ := strconv.ParseUint(fs[2], 16, 64)
+		for v := start; v < end; v += 4096 {
+			if _, err := pm.ReadAt(entry, int64(v/4096*8)); err != nil {
+				return nil
+			}
+			if binary.LittleEndian.Uint64(entry)&(1<<63) != 0 { // present in RAM
+				present[off+v-start] = true
+			}
+		}
+	}
+	var out []section
+	for _, s := range f.Sections { // in file order; a page two sections share counts for the first
+		if s.Flags&elf.SHF_ALLOC == 0 || s.Type == elf.SHT_NOBITS || s.Size == 0 {
+			continue
+		}
+		sec := section{name: s.Name, bytes: s.Size}
+		for p := s.Offset &^ 4095; p < s.Offset+s.Size; p += 4096 {
+			if present[p] {
+				sec.resident += 4096
+				delete(present, p)
+			}
+		}
+		if sec.resident > 0 {
+			out = append(out, sec)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].resident > out[j].resident })
 	return out
 }
 

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"fmt"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -231,6 +232,13 @@ func (r *results) render() string {
 				p("| %s | %.2f | %.2f |", m.name, mb(m.rss), mb(m.anon))
 			}
 		}
+		if len(r.agentSecs) > 0 {
+			p("\n| Section of the program file (/proc/<pid>/pagemap) | resident MB | of size MB |")
+			p("|---|---|---|")
+			for _, s := range r.agentSecs {
+				p("| %s | %.2f | %.2f |", s.name, mb(s.resident), mb(s.bytes))
+			}
+		}
 	}
 	if len(r.notes) > 0 {
 		p("\nNotes:\n")
@@ -278,3 +286,36 @@ type fakeStack struct {
 func (f *fakeStack) name() string    { return f.n }
 func (f *fakeStack) groups() []group { return f.gs }
 func (f *fakeStack) checks() string  { return "test" }
+
+// TestSections: the test binary's own resident pages, by section, include its running
+// text, are never more than a section's size, and add up to no more than the resident set
+// smaps reports for the binary's mappings.
+func TestSections(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	secs := sections(os.Getpid(), exe)
+	var sum uint64
+	text := false
+	for _, s := range secs {
+		if s.resident > (s.bytes+8191)&^4095 {
+			t.Errorf("section %s: %d bytes resident of %d", s.name, s.resident, s.bytes)
+		}
+		text = text || s.name == ".text"
+		sum += s.resident
+	}
+	if !text {
+		t.Fatalf("no resident .text in %+v", secs)
+	}
+	var rss uint64
+	for _, m := range mappings(os.Getpid()) {
+		if strings.HasPrefix(m.name, exe+" ") {
+			rss += m.rss
+		}
+	}
+	if sum > rss {
+		t.Errorf("sections add up to %d resident bytes, smaps has %d for %s", sum, rss, exe)
+	}
+	t.Logf("%d resident bytes of %s by section (smaps: %d): %+v", sum, exe, rss, secs)
+}

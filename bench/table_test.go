@@ -77,6 +77,7 @@ type results struct {
 	stacks     []stack
 	footprints []footprint
 	agentMaps  []mapping
+	agentSecs  []section
 	kills      map[string]killResult
 	hangs      map[string]faultResult
 	leaks      map[string]faultResult
@@ -130,6 +131,7 @@ func table(b *testing.B) {
 		r.window = *flagWindow
 		r.footprints = measureFootprints(r.stacks, *flagWindow)
 		r.agentMaps = mappings(agent.cmd.Process.Pid)
+		r.agentSecs = sections(agent.cmd.Process.Pid, agent.bin)
 		load("footprint window end")
 	}
 	if !skipped("kills") {
