@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -146,6 +147,7 @@ func table(b *testing.B) {
 			if k := r.kills[s.name()]; len(k.noticed) > 0 {
 				logf("%s: kill → noticed p50 %.2f, p90 %.2f, p99 %.2f, max %.2f ms", s.name(),
 					ms(pct(k.noticed, 0.5)), ms(pct(k.noticed, 0.9)), ms(pct(k.noticed, 0.99)), ms(pct(k.noticed, 1)))
+				logf("%s: the slowest kills: %s", s.name(), slowest(k.noticed, killTargets, 3))
 			}
 			for _, e := range r.kills[s.name()].errs {
 				r.notes = append(r.notes, s.name()+": "+e)
@@ -357,3 +359,18 @@ func pct(d []time.Duration, q float64) time.Duration {
 func median(d []time.Duration) time.Duration { return pct(d, 0.5) }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// slowest names the n slowest of a kill loop's times, in order: which kill (1-based, of
+// which service) and how long, to tell a cold first kill from a tail spread over the run.
+func slowest(noticed []time.Duration, svcs []string, n int) string {
+	idx := make([]int, len(noticed))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.SliceStable(idx, func(a, b int) bool { return noticed[idx[a]] > noticed[idx[b]] })
+	var out []string
+	for _, i := range idx[:min(n, len(idx))] {
+		out = append(out, fmt.Sprintf("kill %d (%s) %.2f ms", i+1, svcs[i%len(svcs)], ms(noticed[i])))
+	}
+	return strings.Join(out, ", ")
+}
