@@ -344,7 +344,7 @@ func TestKillDuringUpdate(t *testing.T) {
 			}
 			out, err := agentCmd("setup").CombinedOutput()
 			if err != nil {
-				t.Fatalf("setup after the kill: %v\n%s", err, out)
+				t.Fatalf("setup after the kill: %v\n%s\nthe killed update's log:\n%s", err, out, seen.String())
 			}
 			for _, tree := range []string{"livos.next", "nexus.next"} {
 				if _, err := os.Stat(filepath.Join(b.base, "live", tree)); err == nil {
